@@ -1,0 +1,1 @@
+"""FusionDesk desktop: the command line, the Gradio UI, the native window and microphone capture."""

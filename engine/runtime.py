@@ -1,0 +1,177 @@
+"""One place that makes ONNX Runtime sessions.
+
+Every model in the app, bundled or user-trained, runs through `Runtime.session()`:
+- providers are chosen from what this onnxruntime build has (CUDA, DirectML, CoreML, CPU) and the
+  `device` setting (auto|cpu|gpu); a requested provider that did not load is reported, not hidden;
+- the CPU memory arena is off (it holds peak memory forever, which a long-running desktop app cannot afford);
+- intra-op threads default to the physical core count;
+- sessions load lazily, once, under a per-model lock (parallel loads of the same model waste memory).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+
+from .errors import FusionDeskError
+from .manifest import ModelBundle
+
+log = logging.getLogger(__name__)
+
+GPU_PROVIDERS = ("CUDAExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider")
+DEVICES = ("auto", "cpu", "gpu")
+
+
+class ProviderWarning(UserWarning):
+    """A requested execution provider is not available or did not load; the model runs on CPU instead."""
+
+
+def choose_providers(device: str = "auto", available: list[str] | None = None) -> list[str]:
+    """Ordered providers for a device setting, from what this onnxruntime build offers."""
+    if device not in DEVICES:
+        raise FusionDeskError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+    available = list(ort.get_available_providers() if available is None else available)
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    gpus = [p for p in GPU_PROVIDERS if p in available]
+    if device == "gpu" and not gpus:
+        warnings.warn(
+            f"a GPU was requested but this onnxruntime build has no GPU provider (available: {', '.join(available)}); "
+            "running on CPU",
+            ProviderWarning,
+            stacklevel=2,
+        )
+    return gpus + ["CPUExecutionProvider"]
+
+
+def default_threads() -> int:
+    # Physical cores rather than logical ones: ORT's intra-op threads spin, and hyperthreads only contend.
+    count = os.cpu_count() or 1
+    try:
+        import psutil  # optional
+
+        count = psutil.cpu_count(logical=False) or count
+    except ImportError:
+        pass
+    return max(1, count)
+
+
+@dataclass
+class SessionInfo:
+    model_id: str
+    file_key: str
+    providers: list[str]  # what the session actually runs on, in priority order
+
+
+class Runtime:
+    """Lazily created, cached ONNX Runtime sessions for the models of one bundle."""
+
+    def __init__(self, bundle: ModelBundle | None = None, device: str = "auto", threads: int | None = None):
+        self._bundle = bundle
+        self.device = device
+        self.threads = threads or default_threads()
+        choose_providers(device, ort.get_available_providers())  # validate the setting early
+        self._sessions: dict[tuple[str, str], ort.InferenceSession] = {}
+        self._info: dict[tuple[str, str], SessionInfo] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    @property
+    def bundle(self) -> ModelBundle:
+        if self._bundle is None:
+            self._bundle = ModelBundle()
+        return self._bundle
+
+    def session(self, model_id: str, file_key: str = "model") -> ort.InferenceSession:
+        key = (model_id, file_key)
+        found = self._sessions.get(key)
+        if found is not None:
+            return found
+        with self._locks_guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._sessions:
+                path = self.bundle.path(model_id, file_key)
+                self._sessions[key] = self._open(path, key)
+            return self._sessions[key]
+
+    def session_for_file(self, path: Path | str, key: tuple[str, str] | None = None) -> ort.InferenceSession:
+        """A session for an ONNX file outside the bundle (a user's trained head, a test's tiny model)."""
+        path = Path(path)
+        key = key or (f"file:{path.resolve()}", "model")
+        with self._locks_guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._sessions:
+                if not path.is_file():
+                    raise FusionDeskError(f"model file {path} does not exist")
+                self._sessions[key] = self._open(path, key)
+            return self._sessions[key]
+
+    def info(self, model_id: str, file_key: str = "model") -> SessionInfo | None:
+        return self._info.get((model_id, file_key))
+
+    def providers_for(self, model_id: str, file_key: str = "model") -> list[str]:
+        """Providers the model runs on (loads it if needed)."""
+        self.session(model_id, file_key)
+        return self._info[(model_id, file_key)].providers
+
+    def loaded(self) -> list[SessionInfo]:
+        return list(self._info.values())
+
+    def close(self) -> None:
+        self._sessions.clear()
+        self._info.clear()
+
+    def _open(self, path: Path, key: tuple[str, str]) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.enable_cpu_mem_arena = False
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # ORT's own warnings go to stderr unformatted; we report what matters
+        wanted = choose_providers(self.device)
+        try:
+            session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
+        except Exception as exc:  # ORT raises its own exception types; turn them into one readable message
+            raise FusionDeskError(f"cannot load model file {path}: {exc}") from exc
+        got = session.get_providers()
+        missing = [p for p in wanted if p not in got]
+        if missing:
+            warnings.warn(
+                f"{key[0]}: provider(s) {', '.join(missing)} did not load; running on {', '.join(got)}",
+                ProviderWarning,
+                stacklevel=3,
+            )
+        self._info[key] = SessionInfo(model_id=key[0], file_key=key[1], providers=got)
+        log.debug("loaded %s/%s on %s", key[0], key[1], got)
+        return session
+
+
+_default_runtime: Runtime | None = None
+_default_guard = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """The process-wide runtime, configured from the user's settings on first use."""
+    global _default_runtime
+    with _default_guard:
+        if _default_runtime is None:
+            from .settings import load_settings
+
+            settings = load_settings()
+            _default_runtime = Runtime(device=settings.device, threads=settings.threads or None)
+        return _default_runtime
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Replace the process-wide runtime (a device/threads change in the settings, or a test's own bundle)."""
+    global _default_runtime
+    with _default_guard:
+        _default_runtime = runtime

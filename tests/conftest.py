@@ -1,0 +1,76 @@
+"""Shared fixtures: the real model bundle, real inputs (scikit-image photos, espeak-ng speech), temp settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLE = ROOT / "assets" / "models"
+
+# Tests never touch the user's real settings or data, and nothing phones home.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("user")
+    monkeypatch.setenv("FUSIONDESK_CONFIG_DIR", str(home / "config"))
+    monkeypatch.setenv("FUSIONDESK_DATA_DIR", str(home / "data"))
+
+
+@pytest.fixture(scope="session")
+def bundle():
+    from engine.manifest import ModelBundle
+
+    if not (BUNDLE / "manifest.json").is_file():
+        pytest.fail("the model bundle is not built: run `bash build/setup.sh models` (the README's test command does)")
+    return ModelBundle(BUNDLE)
+
+
+@pytest.fixture(scope="session")
+def runtime(bundle):
+    """One runtime for the whole session: sessions are loaded once, as in the app."""
+    from engine.runtime import Runtime, set_runtime
+
+    rt = Runtime(bundle, device="cpu")
+    set_runtime(rt)
+    return rt
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory) -> dict[str, Path]:
+    """scikit-image's real photographs as JPEG files."""
+    from PIL import Image
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("photos")
+    files = {}
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        path = folder / f"{name}.jpg"
+        Image.fromarray(getattr(data, name)()).save(path, quality=92)
+        files[name] = path
+    return files
+
+
+def speak(text: str, path: Path, voice: str = "en-us", wpm: int = 135, rate: int = 16000) -> Path:
+    """espeak-ng speech as a WAV file at the given sample rate (sox resamples)."""
+    raw = path.with_suffix(".espeak.wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(path)], check=True)
+    raw.unlink()
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("speech")
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
