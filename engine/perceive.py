@@ -41,12 +41,15 @@ class Perception:
     acoustic_feature: np.ndarray | None = None  # pooled Whisper encoder states, for trained heads
     text: str | None = None
     image_size: tuple[int, int] | None = None
+    objects: list | None = None  # engine.scene.Detection list, images only
 
     def evidence(self) -> dict[str, Any]:
         """What the answer rests on, in plain JSON."""
         found: dict[str, Any] = {}
         if self.concepts:
             found["concepts"] = [{"label": name, "score": round(score, 4)} for name, score in self.concepts]
+        if self.objects:
+            found["objects"] = [d.to_json() for d in self.objects]
         if self.ocr is not None:
             found["ocr_text"] = self.ocr.text
         if self.transcript is not None:
@@ -59,6 +62,7 @@ class Perception:
 @dataclass
 class PerceptionOptions:
     ocr: bool = True
+    objects: bool = True  # object detection, when the bundle has a detector
     top_k: int = 5
     speech_model: str = "whisper-tiny.en"
     language: str = "en"
@@ -154,6 +158,13 @@ class Perceiver:
 
                 perception.ocr = read_text(image, runtime=self.runtime)
             perceptions.append(perception)
+        if self.options.objects and "object-detector" in self.runtime.bundle:
+            from .scene import object_tokens
+
+            # Detected objects are their own token: "a person riding a motorcycle" is matched by what is where,
+            # not only by the ImageNet concept of the whole picture.
+            for perception, found in zip(perceptions, object_tokens(perceptions, images, runtime=self.runtime)):
+                perception.objects = found
         ocr_texts = [(p, p.ocr.text) for p in perceptions if p.ocr is not None and p.ocr.text.strip()]
         if ocr_texts:
             vectors = embed_texts([text for _, text in ocr_texts], runtime=self.runtime)
