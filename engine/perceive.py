@@ -171,7 +171,16 @@ class Perceiver:
             for (perception, text), vector in zip(ocr_texts, vectors):
                 scores = [line.score for line in perception.ocr.lines] or [0.0]
                 perception.tokens.append(Token("ocr", vector, float(np.mean(scores)), text=text, source=perception.file))
+        for perception in perceptions:
+            self._add_translations(perception)
         return perceptions
+
+    def _add_translations(self, perception: Perception) -> None:
+        """Portuguese text read or heard also enters the (English) text space translated, so it can match
+        English labels and search queries; nothing happens when the translation pack is not installed."""
+        from .translate import english_tokens
+
+        perception.tokens += english_tokens(perception, runtime=self.runtime)
 
     def perceive_audio_file(self, path: str | Path) -> Perception:
         from .audio import load_audio
@@ -191,6 +200,7 @@ class Perceiver:
             perception.tokens.append(Token("transcript", vector, TRANSCRIPT_CONFIDENCE, text=transcript.text, source=name))
         if self.options.acoustic_features:
             perception.acoustic_feature = encoder_features(samples, model_id=self.options.speech_model, runtime=self.runtime)
+        self._add_translations(perception)
         return perception
 
     def perceive_text(self, text: str, name: str = "text") -> Perception:
@@ -200,4 +210,5 @@ class Perceiver:
         if text.strip():
             vector = embed_texts([text], runtime=self.runtime)[0]
             perception.tokens.append(Token("text", vector, TEXT_CONFIDENCE, text=text, source=name))
+        self._add_translations(perception)
         return perception

@@ -144,7 +144,22 @@ def _check_segmenter(runtime: Runtime, model_id: str) -> str:
     return f"mask {mask.shape[1]}x{mask.shape[0]}, foreground {fraction:.0%}"
 
 
+# One sentence per source language and a word its translation must contain.
+TRANSLATION_PROBES = {"en": ("The dog is in the garden.", "jardim"), "pt": ("O cachorro está no jardim.", "garden")}
+
+
+def _check_translation(runtime: Runtime, model_id: str) -> str:
+    from .translate import translate
+
+    source, target = model_id.removeprefix("translate-").split("-")
+    sentence, want = TRANSLATION_PROBES[source]
+    (done,) = translate([sentence], target=target, source=source, runtime=runtime)
+    assert want in done.text.lower(), f"{sentence!r} -> {done.text!r}, expected the word {want!r}"
+    return f"{sentence!r} -> {done.text!r}"
+
+
 CHECKS: dict[str, Callable[[Runtime, str], str]] = {
+    "translation": _check_translation,
     "embed": _check_text,
     "object-detection": _check_detector,
     "person-segmentation": _check_segmenter,
