@@ -95,11 +95,14 @@ def classify_files(
     top_k: int = 5,
     options: PerceptionOptions | None = None,
     runtime: Runtime | None = None,
+    head: str | None = None,
 ) -> list[dict[str, Any]]:
     runtime = runtime or get_runtime()
     paths = [str(p) for p in paths]
     labels = labels or []
     options = options or PerceptionOptions(top_k=max(top_k, 5))
+    if head:
+        return _classify_with_head(paths, head, top_k, options, runtime)
     # OCR is what lets a label be decided by text in a picture; without labels, ImageNet names need no OCR.
     if not labels:
         options.ocr = False
@@ -114,6 +117,26 @@ def classify_files(
             "labels": score_perception(perceived, labels, runtime, top_k),
             "evidence": perceived.evidence(),
         })
+    return records
+
+
+def _classify_with_head(paths: list[str], head_name: str, top_k: int, options: PerceptionOptions,
+                        runtime: Runtime) -> list[dict[str, Any]]:
+    """A trained head's classes (engine.teach) instead of label names; the head decides what is perceived."""
+    from .teach import classify_with_head, load_head
+
+    head = load_head(head_name, runtime)
+    perceived_all = Perceiver(runtime, head.perception_options(options)).perceive_files(paths)
+    good = [i for i, p in enumerate(perceived_all) if not isinstance(p, InputFileError)]
+    scored = dict(zip(good, classify_with_head([perceived_all[i] for i in good], head, runtime, top_k)))
+    records = []
+    for index, (path, perceived) in enumerate(zip(paths, perceived_all)):
+        result = perceived if isinstance(perceived, InputFileError) else scored[index]
+        if isinstance(result, InputFileError):
+            records.append(error_record(result))
+            continue
+        records.append({"file": path, "modality": perceived.modality, "head": head.name, "labels": result,
+                        "evidence": perceived.evidence()})
     return records
 
 
