@@ -1,0 +1,225 @@
+"""Live benchmark (not a test): how fast the Live tab labels webcam frames, and how soon a spoken phrase's
+text is ready after the speaker stops.
+
+1. Webcam labels per second, end to end: the app served on 127.0.0.1, headless Chromium with a fake camera
+   (a 30 fps Y4M feed of scikit-image photos), Gradio's streaming webcam input; counted from the frames the
+   page reports as labelled over a fixed time. Also the classifier alone on the same frames, for comparison.
+2. Phrase delay: espeak-ng sentences, separated by pauses, fed to the Live tab's phrase transcriber in
+   real time, in the chunk size the browser microphone sends; the delay is from the moment the last
+   spoken sample arrived to the moment the phrase's text was ready (voice activity must first hear the
+   pause, then Whisper transcribes).
+
+    .venv/bin/python bench/bench_live.py [--seconds 20] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+SENTENCES = [
+    "The quick brown fox jumped over the lazy dog.",
+    "Please send the invoice to the accounting team.",
+    "The meeting starts at nine tomorrow morning.",
+    "I left my keys on the kitchen table.",
+]
+
+
+def speech(text: str, folder: Path) -> np.ndarray:
+    import soundfile as sf
+
+    raw, wav = folder / "raw.wav", folder / "speech.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "135", "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(wav)], check=True)
+    samples, _ = sf.read(wav, dtype="float32")
+    loud = np.flatnonzero(np.abs(samples) > 0.01)
+    return samples[loud[0]: loud[-1] + 1]  # espeak pads with silence: the phrase ends at its last sound
+
+
+def bench_phrase_delay(chunk_seconds: float, pause_seconds: float = 1.5) -> dict:
+    from desktop.capture import PhraseTranscriber
+
+    rate, chunk = 16000, int(16000 * chunk_seconds)
+    with tempfile.TemporaryDirectory() as folder:
+        phrases = [speech(text, Path(folder)) for text in SENTENCES]
+    stream, ends = [np.zeros(rate // 2, np.float32)], []
+    for samples in phrases:
+        stream.append(samples)
+        ends.append(sum(len(s) for s in stream))
+        stream.append(np.zeros(int(rate * pause_seconds), np.float32))
+    audio = np.concatenate(stream)
+
+    warm = PhraseTranscriber(language="en")  # every session loaded before the clock starts, as in a running app
+    warm.feed(np.concatenate([phrases[1], np.zeros(rate, np.float32)]))
+    warm.flush()
+    transcriber = PhraseTranscriber(language="en")
+    start = time.monotonic()
+    arrived: dict[int, float] = {}  # phrase index -> when its last sample arrived
+    results = []
+    for offset in range(0, len(audio), chunk):
+        due = start + (offset + chunk) / rate  # a microphone delivers a chunk once it has been spoken
+        time.sleep(max(0.0, due - time.monotonic()))
+        for index, end in enumerate(ends):
+            if offset < end <= offset + chunk:
+                arrived[index] = time.monotonic()
+        for phrase in transcriber.feed(audio[offset: offset + chunk]):
+            if phrase.final and phrase.text:
+                index = min(range(len(ends)), key=lambda i: abs(ends[i] / rate - phrase.end))
+                results.append({"said": SENTENCES[index], "heard": phrase.text,
+                                "delay_s": round(phrase.ready_at - arrived.get(index, phrase.ready_at), 3)})
+    delays = [r["delay_s"] for r in results]
+    return {"chunk_s": chunk_seconds, "phrases": results, "median_delay_s": float(np.median(delays)) if delays else None,
+            "max_delay_s": max(delays) if delays else None}
+
+
+def bench_classifier_alone(frames: int = 60) -> dict:
+    from PIL import Image
+    from skimage import data
+
+    from desktop.ui import frame_labels
+
+    images = [Image.fromarray(data.chelsea()).resize((640, 480)), Image.fromarray(data.coffee()).resize((640, 480))]
+    frame_labels(images[0], [], 5)
+    start = time.monotonic()
+    for i in range(frames):
+        frame_labels(images[i % 2], [], 5)
+    return {"frames": frames, "labels_per_s": round(frames / (time.monotonic() - start), 1)}
+
+
+def bench_webcam_in_browser(seconds: float) -> dict:
+    from playwright.sync_api import sync_playwright
+    from skimage import data
+
+    from desktop.ui import launch
+    from media import CHROMIUM, chromium_flags, write_y4m
+
+    folder = Path(tempfile.mkdtemp(prefix="fusiondesk-bench-"))
+    camera = write_y4m(folder / "camera.y4m", [data.chelsea(), data.coffee()], seconds_each=1.0, fps=30, size=(640, 480))
+    app, url = launch()
+    frames_reported = lambda page: int(re.search(r"(\d+) frames$", page.locator("#live-fps").inner_text().strip()).group(1))  # noqa: E731
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_flags(video=camera))
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(url)
+            page.get_by_text("Click to Access Webcam").click()
+            page.get_by_role("button", name="capture photo").click()
+            page.locator("#live-fps").get_by_text("frames per second").wait_for(timeout=30_000)
+            time.sleep(3)  # warm-up: sessions loaded, stream settled
+            first, t0 = frames_reported(page), time.monotonic()
+            time.sleep(seconds)
+            last, t1 = frames_reported(page), time.monotonic()
+            shown = page.locator("#live-fps").inner_text().strip().splitlines()[-1]
+            browser.close()
+    finally:
+        app.close()
+    return {"seconds": round(t1 - t0, 1), "frames_labelled": last - first,
+            "labels_per_s": round((last - first) / (t1 - t0), 1), "page_shows": shown.strip()}
+
+
+def take_screenshots(folder: Path) -> list[str]:
+    """The main tabs in use, for the README: Live (fake camera running), Files (a photo, a recording, a scan
+    and a broken file analysed), Models & settings."""
+    from PIL import Image, ImageDraw, ImageFont
+    from playwright.sync_api import sync_playwright
+    from skimage import data
+
+    from desktop.ui import launch
+    from media import CHROMIUM, chromium_flags, write_y4m
+
+    folder.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="fusiondesk-shots-"))
+    camera = write_y4m(work / "camera.y4m", [data.coffee()], seconds_each=1.0, fps=30, size=(640, 480))
+    Image.fromarray(data.chelsea()).save(work / "chelsea.jpg", quality=92)
+    speech_samples = speech(SENTENCES[1], work)
+    import soundfile as sf
+
+    sf.write(work / "voice-note.wav", np.concatenate([np.zeros(8000, np.float32), speech_samples]), 16000)
+    scan = Image.new("RGB", (900, 260), "white")
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 40)
+    draw = ImageDraw.Draw(scan)
+    draw.text((40, 40), "INVOICE 2024-117", fill="black", font=font)
+    draw.text((40, 140), "Total due: 1,250.00 EUR", fill="black", font=font)
+    scan.save(work / "scan.png")
+    (work / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    app, url = launch()
+    shots = []
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_flags(video=camera))
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            page.get_by_text("Click to Access Webcam").click()
+            page.get_by_role("button", name="capture photo").click()
+            page.locator("#live-fps").get_by_text("frames per second").wait_for()
+            time.sleep(3)
+            page.get_by_label("Prompt (optional)").fill("Is this the coffee I ordered?")
+            page.get_by_role("button", name="Fuse frame + words + prompt").click()
+            page.locator("#live-answer").get_by_text("Best match").wait_for()
+            page.screenshot(path=str(folder / "live.png"), full_page=True)
+            shots.append(str(folder / "live.png"))
+            page.get_by_role("tab", name="Files").click()
+            files = [work / n for n in ("chelsea.jpg", "voice-note.wav", "scan.png", "broken.jpg")]
+            page.locator("#files-input input[type=file]").set_input_files([str(f) for f in files])
+            for f in files:
+                page.locator("#files-input").get_by_text(f.stem).first.wait_for()
+            page.locator("#files-run").click()
+            page.locator("#files-status").get_by_text("files analysed").wait_for()
+            page.screenshot(path=str(folder / "files.png"), full_page=True)
+            shots.append(str(folder / "files.png"))
+            page.get_by_role("tab", name="Models & settings").click()
+            time.sleep(1.5)
+            page.screenshot(path=str(folder / "models.png"), full_page=True)
+            shots.append(str(folder / "models.png"))
+            browser.close()
+    finally:
+        app.close()
+    return shots
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=20, help="how long to count webcam frames")
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--screenshots", metavar="DIR", help="only take screenshots of the main tabs into DIR")
+    args = parser.parse_args()
+    if args.screenshots:
+        for shot in take_screenshots(Path(args.screenshots)):
+            print(f"wrote {shot}")
+        return 0
+
+    import onnxruntime as ort
+    import os
+
+    report = {"cpu_count": os.cpu_count(), "onnxruntime": ort.__version__}
+    report["classifier_alone"] = bench_classifier_alone()
+    print(f"classifier alone: {report['classifier_alone']['labels_per_s']} frames/s", flush=True)
+    report["webcam_in_browser"] = bench_webcam_in_browser(args.seconds)
+    print(f"webcam in the browser: {report['webcam_in_browser']['labels_per_s']} labelled frames/s "
+          f"(page shows: {report['webcam_in_browser']['page_shows']})", flush=True)
+    for chunk in (0.1, 0.2):
+        result = bench_phrase_delay(chunk)
+        report[f"phrase_delay_chunk_{chunk}s"] = result
+        print(f"phrase delay, {chunk:.1f} s chunks: median {result['median_delay_s']:.2f} s, "
+              f"max {result['max_delay_s']:.2f} s", flush=True)
+        for item in result["phrases"]:
+            print(f"  {item['delay_s']:.2f} s  {item['heard']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

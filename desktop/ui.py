@@ -1,0 +1,710 @@
+"""The app's interface: a Gradio Blocks page served on 127.0.0.1 (shown in the native window or a browser).
+
+Tabs: Live (webcam labels, microphone transcription, a fused answer), Files (any mix of images, recordings
+and texts), the optional tabs other modules provide (folder, search, teach) when they are installed, and
+Models & settings. Every handler calls the engine's public API with the process-wide runtime, so model
+sessions are created once and shared by all requests; every handler turns failures into a message a person
+can read (gr.Error or a status line), never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Nothing phones home: these must be set before gradio (or huggingface_hub) is first imported.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import csv  # noqa: E402
+import functools  # noqa: E402
+import html  # noqa: E402
+import importlib  # noqa: E402
+import importlib.util  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import socket  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import deque  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+
+from engine.errors import FusionDeskError  # noqa: E402
+from engine.runtime import Runtime, get_runtime, set_runtime  # noqa: E402
+
+log = logging.getLogger("fusiondesk.ui")
+
+HOST = "127.0.0.1"  # browsers grant camera and microphone to loopback origins only, and nothing else may connect
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ICON = ASSETS / "icon.png"
+FPS_WINDOW = 30  # frames the live frames-per-second figure averages over
+MIC_STREAM_EVERY = 0.2  # seconds of browser audio per chunk: short enough that a phrase's end is seen quickly
+CAMERA_STREAM_EVERY = 0.04  # ask for frames faster than the classifier runs: it then sets the pace
+LANGUAGES = [("English (fast model)", "en"), ("Detect the language", "auto"), ("German", "de"), ("French", "fr"),
+             ("Spanish", "es"), ("Italian", "it"), ("Portuguese", "pt"), ("Dutch", "nl"), ("Chinese", "zh"),
+             ("Japanese", "ja")]
+
+# Tabs other modules provide: (tab title, module, function that builds the tab inside the current Blocks).
+# A module that is not installed is left out (and logged); one that is installed but broken fails loudly.
+OPTIONAL_TABS = [
+    ("Folder", "desktop.ui_folder", "folder_tab"),
+    ("Search", "desktop.ui_folder", "search_tab"),
+    ("Teach", "desktop.ui_teach", "teach_tab"),
+]
+
+CSS = """
+.fd-offline {font-size: 0.9em; opacity: 0.85}
+.fd-card {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px 14px; margin: 8px 0}
+.fd-card h4 {margin: 0 0 6px 0}
+.fd-error {border-color: #d33; background: rgba(221, 51, 51, 0.08)}
+.fd-bar {display: grid; grid-template-columns: minmax(8em, 16em) 1fr 4.5em; gap: 8px; align-items: center; margin: 2px 0}
+.fd-track {background: var(--neutral-200); border-radius: 4px; height: 0.9em; overflow: hidden}
+.fd-fill {background: var(--color-accent); height: 100%}
+.fd-time {font-family: monospace; opacity: 0.7; white-space: nowrap; padding-right: 10px; vertical-align: top}
+.fd-muted {opacity: 0.65}
+"""
+
+
+# -- small helpers -----------------------------------------------------------------------------------------------
+
+
+def readable_errors(handler):
+    """Errors become a message in the page: the engine's own errors as they are, anything else briefly
+    (the traceback goes to the log, where a developer looks, not to the person using the app)."""
+
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except gr.Error:
+            raise
+        except FusionDeskError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        except Exception as exc:
+            log.exception("%s failed", handler.__name__)
+            raise gr.Error(f"Something went wrong ({type(exc).__name__}: {exc}). The details are in the log.",
+                           print_exception=False) from None
+
+    return wrapper
+
+
+def parse_labels(text: str | None) -> list[str]:
+    from engine.tasks import parse_labels as engine_parse_labels
+
+    return engine_parse_labels(text)
+
+
+def display_name(path: str) -> str:
+    # Gradio keeps uploads as <temp>/<hash>/<original name>: the original name is what the person knows.
+    return Path(path).name
+
+
+def esc(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def offline_status() -> str:
+    analytics = os.environ.get("GRADIO_ANALYTICS_ENABLED", "").lower() in ("false", "0")
+    hub_offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    ok = analytics and hub_offline
+    mark = "● **Offline**" if ok else "▲ **Not fully offline**"
+    return (f"{mark} · served on {HOST} only · analytics {'off' if analytics else 'ON'} · "
+            f"model downloads {'off' if hub_offline else 'ON'} · every model runs on this computer")
+
+
+def results_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="fusiondesk-results-"))
+
+
+# -- HTML views of results ----------------------------------------------------------------------------------------
+
+
+def bars_html(labels: list[dict]) -> str:
+    rows = []
+    for item in labels:
+        pct = max(0.0, min(1.0, float(item["score"]))) * 100
+        rows.append(f'<div class="fd-bar"><span>{esc(item["label"])}</span>'
+                    f'<div class="fd-track"><div class="fd-fill" style="width:{pct:.1f}%"></div></div>'
+                    f'<span>{pct:.1f}%</span></div>')
+    return "".join(rows) or '<p class="fd-muted">(no labels: nothing recognisable was found)</p>'
+
+
+def clock(seconds: float) -> str:
+    minutes, rest = divmod(max(0.0, seconds), 60)
+    return f"{int(minutes):02d}:{rest:05.2f}"
+
+
+def transcript_html(segments: list[dict]) -> str:
+    if not segments:
+        return '<p class="fd-muted">(no speech found)</p>'
+    rows = "".join(f'<tr><td class="fd-time">{clock(s["start"])} → {clock(s["end"])}</td><td>{esc(s["text"].strip())}</td></tr>'
+                   for s in segments)
+    return f"<table>{rows}</table>"
+
+
+def card(title: str, body: str, error: bool = False) -> str:
+    return f'<div class="fd-card{" fd-error" if error else ""}"><h4>{esc(title)}</h4>{body}</div>'
+
+
+def record_html(record: dict) -> str:
+    name = display_name(record["file"])
+    if "error" in record:
+        return card(f"Could not use {name}", f"<p>{esc(record['error'])}</p>", error=True)
+    parts = []
+    if record.get("labels") is not None and record["modality"] != "audio":
+        parts.append(bars_html(record["labels"]))
+    if "segments" in record:
+        parts.append(f'<p class="fd-muted">{record["duration"]:.1f} s · language {esc(record["language"])}</p>')
+        parts.append(transcript_html(record["segments"]))
+    if record.get("ocr_lines"):
+        lines = "<br>".join(f"{esc(line['text'])} <span class='fd-muted'>({line['score']:.2f})</span>"
+                            for line in record["ocr_lines"])
+        parts.append(f"<p><b>Text in the image</b><br>{lines}</p>")
+    if record.get("text_excerpt"):
+        parts.append(f"<p class='fd-muted'>{esc(record['text_excerpt'])}</p>")
+    return card(f"{name} ({record['modality']})", "".join(parts))
+
+
+def draw_ocr_boxes(path: str, lines: list[dict], out_dir: Path) -> str | None:
+    """The image with each line of text read outlined (what the OCR saw, where)."""
+    from PIL import ImageDraw
+
+    from engine.imaging import load_image
+
+    if not lines:
+        return None
+    image = load_image(path).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    width = max(2, round(max(image.size) / 400))
+    for line in lines:
+        points = [tuple(p) for p in line["box"]]
+        draw.line(points + [points[0]], fill=(230, 40, 40), width=width)
+    target = out_dir / f"{Path(path).stem}-text-boxes.png"
+    image.save(target)
+    return str(target)
+
+
+# -- Files tab -----------------------------------------------------------------------------------------------------
+
+
+def analyse_paths(paths: list[str], labels: list[str], language: str, read_text: bool, top_k: int = 5,
+                  progress=None) -> tuple[list[dict], dict]:
+    """Every file through the task that suits it: records (CLI shapes, plus what the page shows) and the
+    Transcript objects of recordings (for subtitle downloads)."""
+    from engine.errors import InputFileError
+    from engine.filetypes import modality_of
+    from engine.tasks import classify_files, read_files, transcribe_files
+
+    runtime = get_runtime()
+    records, transcripts = [], {}
+    for index, path in enumerate(paths):
+        if progress is not None:
+            progress(index / max(1, len(paths)), desc=f"{display_name(path)} ({index + 1} of {len(paths)})")
+        try:
+            modality = modality_of(path)
+        except InputFileError as exc:
+            records.append({"file": path, "error": exc.problem})
+            continue
+        if modality == "audio":
+            found, found_transcripts = transcribe_files([path], language=language, runtime=runtime)
+            record = found[0]
+            if "error" not in record:
+                record["modality"] = "audio"
+            transcripts.update(found_transcripts)
+        else:
+            record = classify_files([path], labels=labels, top_k=top_k, runtime=runtime)[0]
+            if "error" not in record and modality == "image" and read_text:
+                read = read_files([path], runtime=runtime)[0]
+                record["ocr_lines"] = read.get("lines", [])
+                record["ocr_text"] = read.get("text", "")
+            if "error" not in record and modality == "text":
+                text = record.get("evidence", {}).get("text", "")
+                record["text_excerpt"] = text[:400] + ("…" if len(text) > 400 else "")
+        records.append(record)
+    if progress is not None:
+        progress(1.0, desc="done")
+    return records, transcripts
+
+
+def write_downloads(records: list[dict], transcripts: dict, out_dir: Path) -> list[str]:
+    """results.json, results.csv, and SRT/VTT/TXT for each recording."""
+    public = [public_record(r) for r in records]
+    files = [out_dir / "results.json", out_dir / "results.csv"]
+    files[0].write_text(json.dumps(public, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["file", "modality", "kind", "rank", "label_or_text", "score", "start", "end"])
+    for r in public:
+        if "error" in r:
+            writer.writerow([r["file"], "", "error", "", r["error"], "", "", ""])
+            continue
+        for rank, item in enumerate(r.get("labels") or [], 1):
+            writer.writerow([r["file"], r["modality"], "label", rank, item["label"], item["score"], "", ""])
+        for s in r.get("segments") or []:
+            writer.writerow([r["file"], r["modality"], "speech", "", s["text"].strip(), "", s["start"], s["end"]])
+        for line in r.get("ocr_lines") or []:
+            writer.writerow([r["file"], r["modality"], "text-in-image", "", line["text"], line["score"], "", ""])
+    files[1].write_text(buffer.getvalue(), encoding="utf-8")
+    for source, transcript in transcripts.items():
+        stem = Path(source).stem
+        for fmt, text in (("srt", transcript.to_srt()), ("vtt", transcript.to_vtt()), ("txt", transcript.to_txt())):
+            target = out_dir / f"{stem}.{fmt}"
+            target.write_text(text, encoding="utf-8")
+            files.append(target)
+    return [str(f) for f in files]
+
+
+def public_record(record: dict) -> dict:
+    """A record as downloaded or returned by the API: the file by its own name, not the upload's temp path."""
+    out = dict(record)
+    out["file"] = display_name(record["file"])
+    out.pop("text_excerpt", None)
+    return out
+
+
+@readable_errors
+def analyse_files(files, labels_text, language, read_text, progress=gr.Progress()):
+    paths = [f if isinstance(f, str) else f.name for f in (files or [])]
+    if not paths:
+        raise gr.Error("Add some files first: photos, scans, recordings or text files.", print_exception=False)
+    records, transcripts = analyse_paths(paths, parse_labels(labels_text), language or "en", bool(read_text),
+                                         progress=progress)
+    out_dir = results_dir()
+    boxes = []
+    for record in records:
+        if record.get("ocr_lines"):
+            drawn = draw_ocr_boxes(record["file"], record["ocr_lines"], out_dir)
+            if drawn:
+                boxes.append((drawn, display_name(record["file"])))
+    failed = [r for r in records if "error" in r]
+    status = f"{len(records) - len(failed)} of {len(records)} files analysed"
+    if failed:
+        status += " · could not use: " + "; ".join(f"{display_name(r['file'])} ({r['error']})" for r in failed)
+    page = "".join(record_html(r) for r in records)
+    return page, boxes, write_downloads(records, transcripts, out_dir), status
+
+
+# -- API endpoints (same records as the CLI's --json) -------------------------------------------------------------
+
+
+def _api_paths(files) -> list[str]:
+    return [f if isinstance(f, str) else f.name for f in (files or [])]
+
+
+@readable_errors
+def api_classify(files, labels_text, top_k):
+    from engine.tasks import classify_files
+
+    records = classify_files(_api_paths(files), labels=parse_labels(labels_text), top_k=int(top_k or 5))
+    return [public_record(r) for r in records]
+
+
+@readable_errors
+def api_transcribe(files, language):
+    from engine.tasks import transcribe_files
+
+    records, _ = transcribe_files(_api_paths(files), language=language or "en")
+    return [public_record(r) for r in records]
+
+
+@readable_errors
+def api_read(files):
+    from engine.tasks import read_files
+
+    return [public_record(r) for r in read_files(_api_paths(files))]
+
+
+@readable_errors
+def api_describe(files, text, labels_text):
+    from engine.tasks import describe_files
+
+    answer = describe_files(_api_paths(files), text=text or None, labels=parse_labels(labels_text) or None)
+    answer["files"] = [display_name(p) for p in answer["files"]]
+    for item in answer.get("evidence", []) + answer.get("errors", []):
+        item["file"] = display_name(item["file"])
+    for token in answer.get("tokens", []):
+        token["file"] = display_name(token["file"]) if token.get("file") else token.get("file")
+    return answer
+
+
+# -- Live tab ------------------------------------------------------------------------------------------------------
+
+
+def frame_labels(image, labels: list[str], top_k: int) -> list[tuple[str, float]]:
+    """One webcam frame -> its top labels: ImageNet classes, or the user's labels through the fusion head.
+    Live frames skip OCR and object detection (each costs several times the classifier): the fused answer
+    below runs the full perception on the frame it is given."""
+    from engine.image import classify_images
+    from engine.perceive import Perceiver, PerceptionOptions
+    from engine.tasks import score_perception
+
+    runtime = get_runtime()
+    if not labels:
+        return [(name, float(score)) for name, score in classify_images([image], top_k=top_k, runtime=runtime)[0].labels]
+    options = PerceptionOptions(ocr=False, objects=False, top_k=max(5, top_k))
+    perception = Perceiver(runtime, options).perceive_images([image], ["camera"])[0]
+    return [(item["label"], item["score"]) for item in score_perception(perception, labels, runtime, top_k)]
+
+
+def new_vision_state() -> dict:
+    return {"times": deque(maxlen=FPS_WINDOW), "frame": None, "labels": [], "frames": 0}
+
+
+def frames_per_second(times: deque) -> float:
+    if len(times) < 2 or times[-1] <= times[0]:
+        return 0.0
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def classify_frame(frame, labels_text, top_k, state):
+    """Streaming handler for the webcam: label the newest frame, keep it for the fused answer."""
+    from engine.imaging import image_from_array
+
+    state = state or new_vision_state()
+    if frame is None:
+        return gr.skip(), gr.skip(), state
+    try:
+        image = image_from_array(np.asarray(frame))
+        labels = frame_labels(image, parse_labels(labels_text), int(top_k or 5))
+    except FusionDeskError as exc:
+        return gr.skip(), f"Error: {exc}", state
+    state["times"].append(time.monotonic())
+    state["frame"], state["labels"] = image, labels
+    state["frames"] += 1
+    fps = frames_per_second(state["times"])
+    return {name: float(score) for name, score in labels}, f"**{fps:.1f}** frames per second · {state['frames']} frames", state
+
+
+def new_hearing_state() -> dict:
+    return {"listener": None, "phrases": [], "language": None}
+
+
+def _listener(state: dict, language: str):
+    from desktop.capture import BackgroundTranscriber, PhraseTranscriber
+
+    if state["listener"] is None or state["language"] != language:
+        if state["listener"] is not None:
+            state["phrases"] += state["listener"].finish()
+        transcriber = PhraseTranscriber(model_id=speech_model_id(language), language=language, preview_every=1.5)
+        state["listener"], state["language"] = BackgroundTranscriber(transcriber), language
+    return state["listener"]
+
+
+def speech_model_id(language: str) -> str:
+    from engine.settings import SPEECH_MODELS, load_settings
+    from engine.tasks import speech_model_for
+
+    preferred = SPEECH_MODELS[load_settings().speech_model]
+    return speech_model_for(language, preferred=preferred if preferred in get_runtime().bundle.models else None)
+
+
+def heard_markdown(state: dict) -> str:
+    phrases, preview, problem = list(state["phrases"]), "", None
+    if state.get("listener") is not None:
+        live, preview = state["listener"].snapshot()
+        phrases += live
+        problem = state["listener"].error
+    lines = [f"`{clock(p.start)}` {p.text}" for p in phrases[-50:]]
+    if preview:
+        lines.append(f"*{preview} …*")
+    if problem:
+        lines.append(f"Error: {problem}")
+    return "\n\n".join(lines) or "*(listening: speak, and each phrase appears when you pause)*"
+
+
+def hear_chunk(chunk, language, state):
+    """Streaming handler for the browser microphone: queue the audio for the background transcriber (voice
+    activity cuts phrases, each is transcribed when it ends, previewed while spoken) and show the text so far."""
+    from engine.audio import to_mono_16k
+
+    state = state or new_hearing_state()
+    if chunk is None:
+        return gr.skip(), state
+    rate, samples = chunk
+    try:
+        _listener(state, language or "en").push(to_mono_16k(np.asarray(samples), int(rate)))
+    except FusionDeskError as exc:
+        return f"Error: {exc}", state
+    return heard_markdown(state), state
+
+
+def stop_hearing(state):
+    state = state or new_hearing_state()
+    if state.get("listener") is not None:
+        state["phrases"] += state["listener"].finish()
+        state["listener"] = None
+    return heard_markdown(state), state
+
+
+def clear_hearing(state):
+    if state and state.get("listener") is not None:
+        state["listener"].finish(timeout=0)
+    state = new_hearing_state()
+    return heard_markdown(state), state
+
+
+@readable_errors
+def record_system_microphone(seconds, device, language, state):
+    """The same capture code as `fusiondesk listen`, for when the window cannot reach the microphone."""
+    from desktop.capture import CaptureUnavailable, Phrase, record
+    from engine.speech import transcribe
+
+    state = state or new_hearing_state()
+    try:
+        samples, chosen = record(float(seconds), device or None)
+    except CaptureUnavailable as exc:
+        return heard_markdown(state), f"Error: {exc}", state
+    transcript = transcribe(samples, model_id=speech_model_id(language or "en"), language=language or "en",
+                            task="transcribe", beam_size=1)
+    offset = state["phrases"][-1].end if state["phrases"] else 0.0
+    for segment in transcript.segments:
+        if segment.text.strip():
+            state["phrases"].append(Phrase(offset + segment.start, offset + segment.end, segment.text.strip()))
+    found = "no speech heard" if not transcript.text.strip() else f"{len(transcript.segments)} phrase(s)"
+    return heard_markdown(state), f"Recorded {float(seconds):.0f} s from {chosen.name}: {found}.", state
+
+
+def microphone_choices() -> tuple[list[tuple[str, str]], str]:
+    from desktop.capture import CaptureUnavailable, input_devices
+
+    try:
+        devices = input_devices()
+    except CaptureUnavailable as exc:
+        return [], f"System microphone: {exc}"
+    if not devices:
+        return [], "System microphone: none found. Plug one in, or use the in-app microphone above or a recording."
+    return [(d.name, str(d.index)) for d in devices], f"System microphone: {len(devices)} found."
+
+
+@readable_errors
+def fused_answer(vision, hearing, prompt, labels_text, progress=gr.Progress()):
+    """The latest frame, the latest words and a typed prompt as one item -> one answer (engine's describe)."""
+    from engine.tasks import describe_files
+
+    vision, hearing = vision or {}, hearing or {}
+    folder = results_dir()
+    paths = []
+    if vision.get("frame") is not None:
+        vision["frame"].convert("RGB").save(folder / "camera.png")
+        paths.append(str(folder / "camera.png"))
+    phrases = list(hearing.get("phrases") or [])
+    if hearing.get("listener") is not None:
+        phrases += hearing["listener"].snapshot()[0]
+    words = " ".join(p.text for p in phrases[-3:]).strip()
+    if words:
+        (folder / "heard.txt").write_text(words, encoding="utf-8")
+        paths.append(str(folder / "heard.txt"))
+    if not paths and not (prompt or "").strip():
+        raise gr.Error("Nothing to fuse yet: start the camera, speak, or type a prompt.", print_exception=False)
+    progress(0.1, desc="perceiving the frame, the words and the prompt")
+    answer = describe_files(paths, text=prompt or None, labels=parse_labels(labels_text) or None)
+    labels = {item["label"]: float(item["score"]) for item in answer["labels"]}
+    used = ", ".join(name for name, present in (("camera frame", "camera.png"), ("words heard", "heard.txt"))
+                     if any(p.endswith(present) for p in paths))
+    return f"{answer['answer']}\n\n*Fused from: {used or 'the prompt'}{' + prompt' if used and prompt else ''}.*", labels
+
+
+# -- Models & settings tab -----------------------------------------------------------------------------------------
+
+
+def models_table() -> list[list[Any]]:
+    from engine.runtime import choose_providers
+
+    runtime = get_runtime()
+    rows = []
+    for entry in runtime.bundle.models.values():
+        loaded = [info for info in runtime.loaded() if info.model_id == entry.id]
+        if loaded:
+            provider = ", ".join(p.replace("ExecutionProvider", "") for p in loaded[0].providers)
+        else:
+            provider = f"{choose_providers(runtime.device)[0].replace('ExecutionProvider', '')} (not loaded yet)"
+        rows.append([entry.id, entry.task, entry.modality, f"{entry.total_bytes / 1e6:.1f} MB", entry.precision,
+                     provider, entry.license])
+    return rows
+
+
+def settings_summary() -> str:
+    runtime = get_runtime()
+    import onnxruntime as ort
+
+    return (f"Running on **{runtime.device}** with **{runtime.threads}** threads per model · "
+            f"ONNX Runtime {ort.__version__} providers available: {', '.join(ort.get_available_providers())} · "
+            f"bundle {runtime.bundle.root} (version {runtime.bundle.bundle_version})")
+
+
+def model_overview() -> tuple[str, list[list[Any]]]:
+    return settings_summary(), models_table()
+
+
+@readable_errors
+def apply_settings(device, threads, speech_model):
+    from engine.settings import Settings, save_settings
+
+    settings = Settings(device=device, threads=int(threads or 0), speech_model=speech_model)
+    current = get_runtime()
+    # A new runtime (new sessions on the chosen device) only when device or threads changed.
+    if settings.device != current.device or (settings.threads or current.threads) != current.threads:
+        set_runtime(Runtime(current.bundle, device=settings.device, threads=settings.threads or None))
+    path = save_settings(settings)
+    return f"Saved to {path}. " + settings_summary(), models_table()
+
+
+# -- the page ------------------------------------------------------------------------------------------------------
+
+
+def _live_tab() -> None:
+    vision = gr.State(new_vision_state())
+    hearing = gr.State(new_hearing_state())
+    with gr.Row():
+        with gr.Column():
+            camera = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera",
+                              webcam_options=gr.WebcamOptions(mirror=False))
+            live_labels_text = gr.Textbox(label="Your labels (optional, comma-separated)",
+                                          placeholder="e.g. a person, a cup, a cat, a book — empty: ImageNet classes")
+            live_top = gr.Slider(1, 10, value=5, step=1, label="Labels shown")
+        with gr.Column():
+            seen = gr.Label(label="What the camera sees", num_top_classes=10, elem_id="live-labels")
+            fps = gr.Markdown("*(start the camera)*", elem_id="live-fps")
+    camera.stream(classify_frame, [camera, live_labels_text, live_top, vision], [seen, fps, vision],
+                  stream_every=CAMERA_STREAM_EVERY, concurrency_limit=1, show_progress="hidden",
+                  api_visibility="private")
+
+    with gr.Row():
+        with gr.Column():
+            microphone = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone")
+            live_language = gr.Dropdown(LANGUAGES, value="en", label="Spoken language")
+            with gr.Accordion("Record with the system microphone", open=False):
+                choices, mic_status_text = microphone_choices()
+                device = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Device")
+                seconds = gr.Slider(1, 30, value=5, step=1, label="Seconds")
+                record_button = gr.Button("Record")
+                mic_status = gr.Markdown(mic_status_text)
+        with gr.Column():
+            heard = gr.Markdown(heard_markdown(new_hearing_state()), label="Heard", elem_id="live-heard")
+            clear = gr.Button("Clear", size="sm")
+    microphone.stream(hear_chunk, [microphone, live_language, hearing], [heard, hearing], stream_every=MIC_STREAM_EVERY,
+                      concurrency_limit=1, show_progress="hidden", api_visibility="private")
+    microphone.stop_recording(stop_hearing, [hearing], [heard, hearing], api_visibility="private")
+    clear.click(clear_hearing, [hearing], [heard, hearing], api_visibility="private")
+    record_button.click(record_system_microphone, [seconds, device, live_language, hearing],
+                        [heard, mic_status, hearing], api_visibility="private")
+
+    gr.Markdown("### One answer from everything at once")
+    with gr.Row():
+        prompt = gr.Textbox(label="Prompt (optional)", placeholder="What is this? / Is this the coffee I ordered?", scale=3)
+        fuse_labels = gr.Textbox(label="Answer with these labels (optional)", scale=2)
+        fuse_button = gr.Button("Fuse frame + words + prompt", variant="primary", scale=1)
+    with gr.Row():
+        answer = gr.Markdown(elem_id="live-answer")
+        answer_labels = gr.Label(label="Fused labels", num_top_classes=5)
+    fuse_button.click(fused_answer, [vision, hearing, prompt, fuse_labels], [answer, answer_labels],
+                      api_visibility="private")
+
+
+def _files_tab() -> None:
+    with gr.Row():
+        with gr.Column(scale=2):
+            files = gr.File(file_count="multiple", label="Photos, scans, recordings, text files", elem_id="files-input")
+            labels_text = gr.Textbox(label="Your labels (optional, comma-separated)",
+                                     placeholder="e.g. invoice, receipt, letter — empty: ImageNet classes")
+            with gr.Row():
+                language = gr.Dropdown(LANGUAGES, value="en", label="Speech language")
+                read_text = gr.Checkbox(value=True, label="Read text in images (OCR)")
+            run = gr.Button("Analyse", variant="primary", elem_id="files-run")
+        with gr.Column(scale=3):
+            status = gr.Markdown(elem_id="files-status")
+            results = gr.HTML(elem_id="files-results")
+            boxes = gr.Gallery(label="Text found in images", columns=2, height="auto")
+            downloads = gr.File(label="Download results (JSON, CSV, SRT, VTT, TXT)", file_count="multiple",
+                                interactive=False)
+    run.click(analyse_files, [files, labels_text, language, read_text], [results, boxes, downloads, status],
+              api_visibility="private")
+
+
+def _models_tab(app: gr.Blocks) -> None:
+    from engine.settings import load_settings
+
+    settings = load_settings()
+    gr.Markdown(offline_status())
+    summary = gr.Markdown()
+    table = gr.Dataframe(headers=["model", "task", "modality", "size", "precision", "provider", "license"],
+                         interactive=False, label="Models in the bundle", elem_id="models-table")
+    refresh = gr.Button("Refresh", size="sm")
+    with gr.Row():
+        device = gr.Radio(["auto", "cpu", "gpu"], value=settings.device, label="Device")
+        threads = gr.Number(value=settings.threads, precision=0, minimum=0, maximum=256,
+                            label="Threads per model (0 = one per physical core)")
+        speech = gr.Radio([("English (whisper tiny.en, fast)", "english"), ("Multilingual (whisper base)", "multilingual")],
+                          value=settings.speech_model, label="Speech model for English")
+    save = gr.Button("Apply and save", variant="primary")
+    refresh.click(model_overview, None, [summary, table], api_visibility="private")
+    app.load(model_overview, None, [summary, table], api_visibility="private")
+    save.click(apply_settings, [device, threads, speech], [summary, table], api_visibility="private")
+
+
+def _api_endpoints() -> None:
+    """Endpoints for scripts (gradio_client): the same JSON records as the CLI's --json output."""
+    with gr.Group(visible=False):
+        files = gr.File(file_count="multiple")
+        labels_text = gr.Textbox()
+        text = gr.Textbox()
+        language = gr.Textbox(value="en")
+        top_k = gr.Number(value=5, precision=0)
+        out = gr.JSON()
+        trigger = gr.Button()
+    trigger.click(api_classify, [files, labels_text, top_k], out, api_name="classify")
+    trigger.click(api_transcribe, [files, language], out, api_name="transcribe")
+    trigger.click(api_read, [files], out, api_name="read")
+    trigger.click(api_describe, [files, text, labels_text], out, api_name="describe")
+
+
+def optional_tabs() -> list[tuple[str, Any]]:
+    """The optional tabs whose modules are installed, as (title, builder)."""
+    found = []
+    for title, module_name, function in OPTIONAL_TABS:
+        if importlib.util.find_spec(module_name) is None:
+            log.info("tab %s left out: %s is not installed", title, module_name)
+            continue
+        found.append((title, getattr(importlib.import_module(module_name), function)))
+        log.info("tab %s from %s.%s", title, module_name, function)
+    return found
+
+
+def build_app() -> gr.Blocks:
+    with gr.Blocks(title="FusionDesk") as app:
+        gr.Markdown("# FusionDesk\nSee, hear and read on your own computer: nothing leaves it.")
+        gr.Markdown(offline_status(), elem_classes=["fd-offline"], elem_id="offline-status")
+        with gr.Tab("Live"):
+            _live_tab()
+        with gr.Tab("Files"):
+            _files_tab()
+        for title, build_tab in optional_tabs():
+            with gr.Tab(title):
+                build_tab()
+        with gr.Tab("Models & settings"):
+            _models_tab(app)
+        _api_endpoints()
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def launch(port: int = 0, open_browser: bool = False, quiet: bool = True) -> tuple[gr.Blocks, str]:
+    """Build and serve the app on 127.0.0.1 in background threads; returns the app and its address."""
+    app = build_app()
+    app.queue(default_concurrency_limit=2)
+    port = port or free_port()
+    app.launch(server_name=HOST, server_port=port, prevent_thread_lock=True, inbrowser=open_browser, quiet=quiet,
+               share=False, show_error=False, ssr_mode=False, mcp_server=False, pwa=False,
+               favicon_path=str(ICON) if ICON.is_file() else None, footer_links=["api", "settings"],
+               theme=gr.themes.Soft(), css=CSS)
+    return app, f"http://{HOST}:{port}/"
