@@ -107,7 +107,7 @@ case "$MODE" in
     install_packages "${APP_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
     PYTHON="$(find_python)"
     build_models
-    setup_app_env "[test]"
+    setup_app_env "[test,freeze]"
     say "running the test suite"
     exec .venv/bin/python -m pytest "$@"
     ;;

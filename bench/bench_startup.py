@@ -1,0 +1,276 @@
+"""The frozen app's budgets: bundle size, start-up to a window showing the UI, first result, peak memory.
+
+    .venv/bin/python build/freeze.py             # first: dist/FusionDesk
+    .venv/bin/python bench/bench_startup.py      # needs Xvfb (Debian's xvfb); about a minute
+
+Measures dist/FusionDesk as a person gets it:
+- size on disk (the whole folder, the model bundle in it, Qt, and the .tar.gz if built);
+- start-up: launch with no arguments on a virtual screen until the page shows the app's tabs, as seen by the
+  window itself (desktop/frozen_main.py's FUSIONDESK_STARTUP_PROBE); the first run and the median of all;
+- first result: one photo through the app's classify endpoint right after the window showed (models load
+  lazily, so this includes loading the ones a photo needs);
+- memory: peak resident memory (VmHWM) of the app's process with every model loaded (`FusionDesk selftest`
+  loads and runs each one), and of the windowed app after its first result (its QtWebEngine helper
+  processes listed apart).
+The page cache is not dropped (that would slow every other user of the machine): "cold" means a new
+process, not a cold disk. Prints a markdown report; --out also writes it to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_DIR = ROOT / "dist" / "FusionDesk"
+EXE = APP_DIR / "FusionDesk"
+ARCHIVE = ROOT / "dist" / "FusionDesk.tar.gz"
+PHOTO = APP_DIR / "_internal" / "assets" / "models" / "samples" / "photo.jpg"
+BUDGETS = {"size_mb": 600, "startup_s": 6.0, "first_result_s": 1.0, "peak_rss_mb": 1200}
+
+
+# -- processes ---------------------------------------------------------------------------------------------------
+
+
+def app_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("FUSIONDESK_MODELS", "DISPLAY", "WAYLAND_DISPLAY")}
+    if os.geteuid() == 0:
+        env["QTWEBENGINE_DISABLE_SANDBOX"] = "1"  # Chromium's sandbox refuses root
+    env.update(extra)
+    return env
+
+
+def descendants(pid: int) -> list[int]:
+    found, stack = [], [pid]
+    while stack:
+        parent = stack.pop()
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            continue
+        found += [int(c) for c in children]
+        stack += [int(c) for c in children]
+    return found
+
+
+def status_kb(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def command_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+class PeakSampler(threading.Thread):
+    """Samples VmHWM of a process and its descendants until stopped (a process's own peak survives in
+    VmHWM, but a process that has exited cannot be read any more: sample while it runs)."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peaks, self.names = pid, {}, {}
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            self.sample()
+            time.sleep(0.05)
+
+    def sample(self) -> None:
+        for pid in [self.pid, *descendants(self.pid)]:
+            peak = status_kb(pid, "VmHWM")
+            if peak:
+                self.peaks[pid] = max(self.peaks.get(pid, 0), peak)
+                self.names.setdefault(pid, command_name(pid))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+    def python_peak_mb(self) -> float:
+        """The app's Python process: the largest one that is not a QtWebEngine helper."""
+        own = [kb for pid, kb in self.peaks.items() if not self.names[pid].startswith("QtWebEngine")]
+        return max(own, default=0) / 1024
+
+    def helpers_mb(self) -> float:
+        return sum(kb for pid, kb in self.peaks.items() if self.names[pid].startswith("QtWebEngine")) / 1024
+
+
+# -- measurements ------------------------------------------------------------------------------------------------
+
+
+def disk_mb(path: Path) -> float:
+    """Space on disk (allocated blocks), as `du` counts it."""
+    if path.is_file():
+        return path.stat().st_blocks * 512 / 1e6
+    return sum(p.lstat().st_blocks * 512 for p in path.rglob("*")) / 1e6
+
+
+def sizes() -> dict:
+    internal = APP_DIR / "_internal"
+    result = {"bundle_mb": disk_mb(APP_DIR), "models_mb": disk_mb(internal / "assets" / "models"),
+              "qt_mb": disk_mb(internal / "PySide6")}
+    if ARCHIVE.is_file():
+        result["archive_mb"] = ARCHIVE.stat().st_size / 1e6
+    return result
+
+
+def peak_with_every_model() -> dict:
+    started = time.monotonic()
+    app = subprocess.Popen([str(EXE), "selftest"], env=app_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+    sampler = PeakSampler(app.pid)
+    sampler.start()
+    output, _ = app.communicate(timeout=600)
+    sampler.stop()
+    if app.returncode != 0:
+        raise SystemExit(f"selftest failed:\n{output}")
+    return {"selftest_s": time.monotonic() - started, "peak_rss_mb": sampler.python_peak_mb(),
+            "summary": output.strip().splitlines()[-1]}
+
+
+def read_address(process: subprocess.Popen, found: list) -> None:
+    for line in process.stdout:
+        if " is running at " in line and not found:
+            found.append(line.split(" at ", 1)[1].split()[0])
+
+
+def one_start(display: str, folder: Path, run: int) -> dict:
+    from gradio_client import Client, handle_file
+
+    marker = folder / f"shown-{run}.jsonl"
+    launched = time.time()
+    app = subprocess.Popen([str(EXE)], env=app_env(DISPLAY=display, FUSIONDESK_STARTUP_PROBE=str(marker)),
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    address: list[str] = []
+    threading.Thread(target=read_address, args=(app, address), daemon=True).start()
+    sampler = PeakSampler(app.pid)
+    sampler.start()
+    try:
+        deadline = time.monotonic() + 180
+        while not marker.exists() and app.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not marker.exists():
+            raise SystemExit(f"run {run}: the window never showed the app (rc {app.poll()})")
+        shown = json.loads(marker.read_text().splitlines()[0])
+        client = Client(address[0], analytics_enabled=False, verbose=False)
+        asked = time.monotonic()
+        answer = client.predict([handle_file(str(PHOTO))], "", 3, api_name="/classify")
+        first_result = time.monotonic() - asked
+        sampler.sample()
+        Path(str(marker) + ".close").touch()
+        app.wait(timeout=60)
+    finally:
+        sampler.stop()
+        if app.poll() is None:
+            os.killpg(app.pid, 9)
+            app.wait()
+    return {"startup_s": shown["shown"] - launched, "first_result_s": first_result,
+            "label": answer[0]["labels"][0]["label"], "app_rss_mb": sampler.python_peak_mb(),
+            "helpers_mb": sampler.helpers_mb(), "rc": app.returncode}
+
+
+def start_xvfb() -> tuple[subprocess.Popen, str]:
+    if not shutil.which("Xvfb"):
+        raise SystemExit("bench_startup needs Xvfb (apt-get install xvfb)")
+    number = next(n for n in range(200, 260) if not Path(f"/tmp/.X11-unix/X{n}").exists()
+                  and not Path(f"/tmp/.X{n}-lock").exists())
+    xvfb = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1280x900x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not Path(f"/tmp/.X11-unix/X{number}").exists():
+        if xvfb.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("Xvfb did not start")
+        time.sleep(0.1)
+    return xvfb, f":{number}"
+
+
+# -- report ------------------------------------------------------------------------------------------------------
+
+
+def verdict(value: float, budget: float) -> str:
+    return "within" if value <= budget else "OVER"
+
+
+def report(size: dict, memory: dict, starts: list[dict]) -> str:
+    startup = [s["startup_s"] for s in starts]
+    first = [s["first_result_s"] for s in starts]
+    info = json.loads((APP_DIR / "BUILD_INFO.json").read_text())
+    lines = [
+        f"## Frozen app (dist/FusionDesk), {os.cpu_count()} cores, built {info['built']} with PyInstaller "
+        f"{info['pyinstaller']} in {info['seconds']:.0f} s",
+        "",
+        "| measure | value | budget |",
+        "|---|---|---|",
+        f"| bundle on disk (all) | {size['bundle_mb']:.0f} MB | ≤ {BUDGETS['size_mb']} MB "
+        f"({verdict(size['bundle_mb'], BUDGETS['size_mb'])}) |",
+        f"| of which the model bundle | {size['models_mb']:.0f} MB | |",
+        f"| of which Qt (PySide6, QtWebEngine) | {size['qt_mb']:.0f} MB | |",
+    ]
+    if "archive_mb" in size:
+        lines.append(f"| dist/FusionDesk.tar.gz | {size['archive_mb']:.0f} MB | |")
+    lines += [
+        f"| start-up to the window showing the UI, first run | {startup[0]:.1f} s | ≤ {BUDGETS['startup_s']:.0f} s |",
+        f"| start-up, median of {len(startup)} | {statistics.median(startup):.1f} s "
+        f"(min {min(startup):.1f}, max {max(startup):.1f}) | ≤ {BUDGETS['startup_s']:.0f} s "
+        f"({verdict(statistics.median(startup), BUDGETS['startup_s'])}) |",
+        f"| first result after a photo (models load lazily), median | {statistics.median(first):.2f} s "
+        f"(first run {first[0]:.2f} s; answer: {starts[0]['label']}) | ≤ {BUDGETS['first_result_s']:.0f} s "
+        f"({verdict(statistics.median(first), BUDGETS['first_result_s'])}) |",
+        f"| peak memory, every model loaded (`FusionDesk selftest`) | {memory['peak_rss_mb']:.0f} MB | "
+        f"≤ {BUDGETS['peak_rss_mb']} MB ({verdict(memory['peak_rss_mb'], BUDGETS['peak_rss_mb'])}) |",
+        f"| peak memory, window app after its first result | {statistics.median(s['app_rss_mb'] for s in starts):.0f} MB"
+        f" (+ {statistics.median(s['helpers_mb'] for s in starts):.0f} MB in QtWebEngine's helper processes) | |",
+        f"| self-test (load + run every model) | {memory['selftest_s']:.1f} s ({memory['summary']}) | |",
+        "",
+        "Start-up is measured from launching the executable to the page showing the app's tabs (reported by the",
+        "window); first result is one photo through the app's classify endpoint; memory is VmHWM of the Python",
+        "process. The page cache was not dropped.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="window start-ups to time (default 3)")
+    parser.add_argument("--out", type=Path, help="also write the markdown report here")
+    args = parser.parse_args()
+    if not EXE.is_file():
+        raise SystemExit("no dist/FusionDesk: build it first with .venv/bin/python build/freeze.py")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    size = sizes()
+    memory = peak_with_every_model()
+    xvfb, display = start_xvfb()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            starts = [one_start(display, Path(folder), run) for run in range(args.runs)]
+    finally:
+        xvfb.terminate()
+        xvfb.wait(timeout=10)
+    text = report(size, memory, starts)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Freeze FusionDesk into a double-click app: dist/FusionDesk/ (onedir) and dist/FusionDesk.tar.gz.
+
+    .venv/bin/pip install -e ".[freeze]"      # PyInstaller, once
+    .venv/bin/python build/freeze.py          # about 1-2 minutes on 2 cores
+
+Runs PyInstaller on build/freeze.spec with its work and output folders outside the sources (build/work,
+dist), then puts beside the executable: the app's LICENSE, THIRD_PARTY_MODELS.txt (every bundled model's
+license and source, from the manifest), THIRD_PARTY_SOFTWARE.txt (the bundled Python distributions and
+their declared licenses) and BUILD_INFO.json (a fingerprint of everything the build read, so tests can
+tell a stale bundle from a current one). Then it archives the folder.
+
+Options: --no-archive (skip the .tar.gz), --check (exit 0 if dist/FusionDesk is current, 1 if not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "build" / "freeze.spec"
+WORK = ROOT / "build" / "work"
+DIST = ROOT / "dist"
+APP_NAME = "FusionDesk"
+APP_DIR = DIST / APP_NAME
+ARCHIVE = DIST / f"{APP_NAME}.tar.gz"
+MANIFEST = ROOT / "assets" / "models" / "manifest.json"
+BUILD_INFO = "BUILD_INFO.json"
+ICON_SIZES = [(16, 16), (24, 24), (32, 32), (48, 48), (64, 64), (128, 128), (256, 256)]
+
+# Everything a build reads from the repo. Model files are covered by the manifest (it holds their sha256).
+INPUT_GLOBS = ["engine/**/*.py", "desktop/**/*.py", "build/freeze.spec", "build/freeze.py", "build/hooks/*.py",
+               "assets/icon.*", "assets/models/manifest.json", "LICENSE", "pyproject.toml"]
+
+
+# -- staleness ---------------------------------------------------------------------------------------------------
+
+
+def input_hashes() -> dict[str, str]:
+    """Short hashes of the build's inputs, and one of the installed packages' versions."""
+    files = sorted({p for pattern in INPUT_GLOBS for p in ROOT.glob(pattern) if p.is_file() and "__pycache__" not in p.parts})
+    hashes = {p.relative_to(ROOT).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in files}
+    packages = sorted(f"{d.metadata['Name']}=={d.version}".lower() for d in metadata.distributions())
+    hashes["(python and installed packages)"] = hashlib.sha256(
+        "\n".join([platform.python_version(), *packages]).encode()).hexdigest()[:16]
+    return hashes
+
+
+def fingerprint(hashes: dict[str, str] | None = None) -> str:
+    """Equal fingerprints: nothing the build reads has changed."""
+    return hashlib.sha256(json.dumps(hashes or input_hashes(), sort_keys=True).encode()).hexdigest()
+
+
+def changed_inputs(app_dir: Path = APP_DIR) -> list[str]:
+    """What differs between the inputs of the build in app_dir and the repo now."""
+    before = (built_info(app_dir) or {}).get("inputs", {})
+    now = input_hashes()
+    return sorted(name for name in before.keys() | now.keys() if before.get(name) != now.get(name))
+
+
+def built_info(app_dir: Path = APP_DIR) -> dict | None:
+    try:
+        return json.loads((app_dir / BUILD_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def is_current(app_dir: Path = APP_DIR) -> bool:
+    info = built_info(app_dir)
+    return bool(info) and info.get("fingerprint") == fingerprint() and (app_dir / executable_name()).is_file()
+
+
+def executable_name() -> str:
+    return APP_NAME + (".exe" if sys.platform == "win32" else "")
+
+
+# -- inputs the spec needs ----------------------------------------------------------------------------------------
+
+
+def ensure_icons() -> None:
+    """Windows and macOS icons from assets/icon.png when nobody has drawn them (build/make_icons.py does)."""
+    from PIL import Image
+
+    png = ROOT / "assets" / "icon.png"
+    ico, icns = png.with_suffix(".ico"), png.with_suffix(".icns")
+    if ico.is_file() and icns.is_file():
+        return
+    image = Image.open(png).convert("RGBA")
+    if not ico.is_file():
+        image.save(ico, sizes=ICON_SIZES)
+    if not icns.is_file():
+        image.resize((512, 512), Image.LANCZOS).save(icns)
+
+
+def check_inputs() -> None:
+    missing = [str(p.relative_to(ROOT)) for p in (MANIFEST, ROOT / "LICENSE", ROOT / "assets" / "icon.png")
+               if not p.is_file()]
+    if missing:
+        raise SystemExit(f"freeze: missing {', '.join(missing)} (the model bundle: bash build/setup.sh models)")
+    try:
+        import PyInstaller  # noqa: F401
+    except ImportError:
+        raise SystemExit('freeze: PyInstaller is not installed: .venv/bin/pip install -e ".[freeze]"')
+
+
+# -- the build ----------------------------------------------------------------------------------------------------
+
+
+def run_pyinstaller() -> None:
+    command = [sys.executable, "-m", "PyInstaller", str(SPEC), "--noconfirm", "--log-level", "WARN",
+               "--workpath", str(WORK), "--distpath", str(DIST)]
+    print("freeze: " + " ".join(command), flush=True)
+    subprocess.run(command, cwd=ROOT, check=True)
+
+
+def third_party_models() -> str:
+    manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
+    lines = [f"Models bundled with {APP_NAME} (model bundle version {manifest.get('bundle_version', '?')}).",
+             "Each model's weights come from the registry package named under 'source'; their licenses are",
+             "those packages' (or their upstream's) as recorded when the bundle was built.", ""]
+    for model in manifest["models"]:
+        source = model.get("source", {})
+        lines.append(f"== {model['id']} ({model['task']}, {model.get('precision', '?')})")
+        lines.append(f"   license: {model.get('license') or 'not stated'}")
+        for package in source.get("packages", []):
+            where = package.get("registry", "pypi")
+            lines.append(f"   source:  {where} package {package['name']}=={package['version']}")
+        for key in ("derived_from", "built_by"):
+            if source.get(key):
+                value = source[key]
+                lines.append(f"   {key.replace('_', ' ')}: {', '.join(value) if isinstance(value, list) else value}")
+        for item in model["files"].values():
+            lines.append(f"   file:    assets/models/{item['path']} ({item['bytes']:,} bytes, sha256 {item['sha256'][:16]}…)")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _license_of(dist: metadata.Distribution) -> str:
+    meta = dist.metadata
+    declared = meta.get("License-Expression") or ""
+    if not declared:
+        classifiers = [c.split("::")[-1].strip() for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
+        short = (meta.get("License") or "").strip().splitlines()
+        declared = ", ".join(classifiers) or (short[0][:80] if short else "")
+    return declared or "see the package"
+
+
+def third_party_software() -> str:
+    """The Python distributions whose modules the spec collected (it writes their top-level names)."""
+    bundled = set(json.loads((WORK / SPEC.stem / "bundled_modules.json").read_text(encoding="utf-8")))
+    owners = metadata.packages_distributions()
+    names = sorted({dist for module in bundled for dist in owners.get(module, [])} - {"fusiondesk"}, key=str.lower)
+    lines = [f"Third-party software bundled with {APP_NAME}, with the licenses the packages declare.",
+             "Qt (through PySide6) is used under the LGPL-3.0: its libraries are the separate shared library files",
+             "in this folder and can be replaced by compatible builds. Python itself: PSF License.", ""]
+    for name in names:
+        dist = metadata.distribution(name)
+        lines.append(f"{dist.metadata['Name']} {dist.version}: {_license_of(dist)}")
+    return "\n".join(lines) + "\n"
+
+
+def add_documents(inputs: dict[str, str], seconds: float) -> None:
+    shutil.copyfile(ROOT / "LICENSE", APP_DIR / "LICENSE.txt")
+    (APP_DIR / "THIRD_PARTY_MODELS.txt").write_text(third_party_models(), encoding="utf-8")
+    (APP_DIR / "THIRD_PARTY_SOFTWARE.txt").write_text(third_party_software(), encoding="utf-8")
+    info = {"fingerprint": fingerprint(inputs), "inputs": inputs, "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seconds": round(seconds, 1),
+            "python": platform.python_version(), "pyinstaller": metadata.version("pyinstaller"),
+            "platform": sys.platform}
+    (APP_DIR / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def make_archive() -> None:
+    partial = ARCHIVE.with_suffix(".part")
+    with tarfile.open(partial, "w:gz", compresslevel=6) as archive:
+        archive.add(APP_DIR, arcname=APP_NAME)
+    partial.replace(ARCHIVE)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Freeze FusionDesk into dist/FusionDesk (PyInstaller, onedir).")
+    parser.add_argument("--no-archive", action="store_true", help=f"do not write {ARCHIVE.relative_to(ROOT)}")
+    parser.add_argument("--check", action="store_true", help="only say whether dist/FusionDesk is current")
+    args = parser.parse_args(argv)
+    if args.check:
+        current = is_current()
+        print(f"{APP_DIR.relative_to(ROOT)} is {'current' if current else 'missing or stale'}")
+        for name in [] if current else changed_inputs():
+            print(f"  changed since the build: {name}")
+        return 0 if current else 1
+
+    check_inputs()
+    ensure_icons()
+    inputs = input_hashes()  # before building: a source edited meanwhile must make this build count as stale
+    started = time.monotonic()
+    ARCHIVE.unlink(missing_ok=True)  # an archive of an older build must not survive a new one
+    run_pyinstaller()
+    add_documents(inputs, time.monotonic() - started)
+    print(f"freeze: {APP_DIR.relative_to(ROOT)} {folder_bytes(APP_DIR) / 1e6:.0f} MB, built in "
+          f"{time.monotonic() - started:.0f} s", flush=True)
+    if not args.no_archive:
+        make_archive()
+        print(f"freeze: {ARCHIVE.relative_to(ROOT)} {ARCHIVE.stat().st_size / 1e6:.0f} MB", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

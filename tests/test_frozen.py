@@ -1,0 +1,222 @@
+"""The frozen app (PyInstaller, dist/FusionDesk): built here when missing or stale, then run as a person would.
+
+- the CLI inside it: `selftest` and a real `classify` and `batch` run with no network at all (`unshare -n`);
+- the server: HTTP 200 and a gradio_client call returning a real classification;
+- the window on a virtual screen (Xvfb): the page shows the app, and closing the window ends the program.
+
+The bundle is rebuilt by build/freeze.py only when its inputs changed (BUILD_INFO.json holds their
+fingerprint), so a clean clone (CI) always tests a fresh build and a second local run costs nothing.
+FUSIONDESK_FROZEN_ACCEPT_STALE=1 tests whatever dist/FusionDesk holds (quick local iterations on the tests).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the frozen app is built and tested on Linux")
+
+APP_DIR = ROOT / "dist" / "FusionDesk"
+EXE = APP_DIR / "FusionDesk"
+FREEZE_TIMEOUT = 40 * 60  # a cold freeze on 2 busy cores; normally 1-3 minutes
+
+
+def _freeze_module():
+    spec = importlib.util.spec_from_file_location("fusiondesk_freeze", ROOT / "build" / "freeze.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def frozen_app() -> Path:
+    freeze = _freeze_module()
+    if os.environ.get("FUSIONDESK_FROZEN_ACCEPT_STALE") and EXE.is_file():
+        return EXE
+    if not freeze.is_current(APP_DIR):
+        if importlib.util.find_spec("PyInstaller") is None:
+            pytest.fail('PyInstaller is not installed: .venv/bin/pip install -e ".[freeze]"')
+        run = subprocess.run([sys.executable, str(ROOT / "build" / "freeze.py"), "--no-archive"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=FREEZE_TIMEOUT)
+        assert run.returncode == 0, f"the freeze failed:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
+    assert freeze.is_current(APP_DIR), "dist/FusionDesk is still stale after a freeze"
+    return EXE
+
+
+def _app_env(**extra) -> dict:
+    """The frozen app's own model bundle (not $FUSIONDESK_MODELS), no display unless given one."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FUSIONDESK_MODELS", "DISPLAY", "WAYLAND_DISPLAY",
+                                                             "PYTHONPATH", "PYTHONHOME")}
+    if os.geteuid() == 0:
+        env["QTWEBENGINE_DISABLE_SANDBOX"] = "1"  # Chromium's sandbox refuses root; only CI and tests run as root
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def offline() -> list[str]:
+    """`unshare -n`: a network namespace with no interfaces up, so nothing can be reached, not even loopback."""
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode:
+        pytest.skip("unshare -n is not permitted here (needs root or user namespaces)")
+    return ["unshare", "-n"]
+
+
+def test_bundle_contents(frozen_app):
+    internal = APP_DIR / "_internal"
+    manifest = json.loads((ROOT / "assets" / "models" / "manifest.json").read_text())
+    for model in manifest["models"]:
+        for item in model["files"].values():
+            assert (internal / "assets" / "models" / item["path"]).stat().st_size == item["bytes"], item["path"]
+    notices = (APP_DIR / "THIRD_PARTY_MODELS.txt").read_text()
+    for model in manifest["models"]:
+        assert f"== {model['id']} " in notices
+        assert model["license"] and model["license"] in notices
+    assert "MIT License" in (APP_DIR / "LICENSE.txt").read_text()
+    software = (APP_DIR / "THIRD_PARTY_SOFTWARE.txt").read_text()
+    for name in ("gradio", "onnxruntime", "PySide6", "pywebview"):
+        assert name.lower() in software.lower(), f"{name} missing from THIRD_PARTY_SOFTWARE.txt"
+    # What must not be there: build-time and test tools, unused Qt parts, Qt's translations.
+    for unwanted in ("torch", "transformers", "skimage", "pytest", "playwright", "tkinter", "PySide6/QtQml.abi3.so",
+                     "PySide6/Qt/qml", "PySide6/Qt/translations/qt_de.qm", "gradio/templates/node"):
+        assert not (internal / unwanted).exists(), f"{unwanted} was bundled"
+    assert (internal / "PySide6/Qt/translations/qtwebengine_locales/en-US.pak").is_file()
+    assert (internal / "gradio" / "blocks_events.py").is_file(), "gradio's .py sources must ship beside the bytecode"
+
+
+def test_selftest_offline(frozen_app, offline):
+    run = subprocess.run([*offline, str(frozen_app), "selftest"], env=_app_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
+    assert str(APP_DIR / "_internal" / "assets" / "models") in run.stdout, "the frozen app used another model bundle"
+    assert " 0 failed" in run.stdout
+
+
+def test_cli_commands_offline(frozen_app, offline, photos, tmp_path):
+    run = subprocess.run([*offline, str(frozen_app), "classify", "--json", "--no-ocr", str(photos["chelsea"]),
+                          str(photos["coffee"])], env=_app_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    cat, coffee = json.loads(run.stdout)
+    assert any("cat" in item["label"] for item in cat["labels"][:2]), cat["labels"][:3]
+    assert any("espresso" in item["label"] or "cup" in item["label"] for item in coffee["labels"][:3]), coffee["labels"]
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("astronaut", "rocket"):
+        shutil.copy(photos[name], folder)
+    (folder / "broken.jpg").write_bytes(b"not a picture")
+    results = tmp_path / "results.jsonl"
+    run = subprocess.run([*offline, str(frozen_app), "batch", str(folder), "--out", str(results), "--tasks", "classify"],
+                         env=_app_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode in (0, 1), run.stderr  # 1: a file failed (the broken one), the run went on
+    records = {Path(r["file"]).name: r for r in map(json.loads, results.read_text().splitlines())}
+    assert {"astronaut.jpg", "rocket.jpg", "broken.jpg"} <= set(records)
+    assert records["broken.jpg"]["status"] == "error" and records["broken.jpg"]["error"]
+    assert records["rocket.jpg"]["status"] == "ok"
+
+
+def _read_address(process: subprocess.Popen, seconds: float = 120) -> str:
+    """The app prints 'FusionDesk is running at URL (...)' once the server answers."""
+    found: list[str] = []
+
+    def read() -> None:
+        for line in process.stdout:
+            if " is running at " in line:
+                found.append(line.split(" at ", 1)[1].split()[0])
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(seconds)
+    assert found, f"no address printed within {seconds:.0f} s (rc {process.poll()})"
+    return found[0]
+
+
+def test_server_answers_and_classifies(frozen_app, photos, tmp_path):
+    from gradio_client import Client, handle_file
+
+    app = subprocess.Popen([str(frozen_app), "ui", "--browser", "--no-open"], env=_app_env(), stdout=subprocess.PIPE,
+                           stderr=open(tmp_path / "stderr.txt", "w"), text=True, start_new_session=True)
+    try:
+        url = _read_address(app)
+        assert url.startswith("http://127.0.0.1:")
+        assert urllib.request.urlopen(url, timeout=30).status == 200
+        client = Client(url, analytics_enabled=False, verbose=False)
+        got = client.predict([handle_file(str(photos["chelsea"]))], "a cat, a cup of coffee, a rocket", 3,
+                             api_name="/classify")
+        assert got[0]["labels"][0]["label"] == "a cat", got
+    finally:
+        app.send_signal(signal.SIGINT)
+        try:
+            app.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(app.pid, signal.SIGKILL)
+            app.wait()
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert app.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+
+
+@pytest.fixture
+def display():
+    if not (shutil.which("Xvfb") and shutil.which("import")):
+        pytest.skip("needs Debian's xvfb and imagemagick")
+    number = next(n for n in range(150, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists()
+                  and not Path(f"/tmp/.X{n}-lock").exists())
+    xvfb = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1280x900x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not Path(f"/tmp/.X11-unix/X{number}").exists():
+        assert xvfb.poll() is None and time.monotonic() < deadline, "Xvfb did not start"
+        time.sleep(0.1)
+    yield f":{number}"
+    xvfb.terminate()
+    xvfb.wait(timeout=10)
+
+
+def test_window_shows_the_app(frozen_app, display, runtime, tmp_path):
+    """Double-click equivalent: no arguments, a display. The probe (desktop/frozen_main.py) says when the page
+    shows the interface and closes the window when asked, as a person closing it would."""
+    from PIL import Image
+
+    from engine.ocr import read_text
+
+    marker = tmp_path / "shown.jsonl"
+    shot = tmp_path / "screen.png"
+    started = time.time()
+    app = subprocess.Popen([str(frozen_app)], env=_app_env(DISPLAY=display, FUSIONDESK_STARTUP_PROBE=str(marker)),
+                           stdout=subprocess.DEVNULL, stderr=open(tmp_path / "stderr.txt", "w"),
+                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not marker.exists() and app.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), f"the window never showed the app (rc {app.poll()}):\n" \
+                                f"{(tmp_path / 'stderr.txt').read_text()[-3000:]}"
+        shown = json.loads(marker.read_text().splitlines()[0])
+        assert shown["ui_ready"] and shown["title"] == "FusionDesk", shown
+        print(f"window showed the UI {shown['shown'] - started:.1f} s after launch")
+        time.sleep(0.5)  # let the compositor paint the last frame
+        subprocess.run(["import", "-display", display, "-window", "root", str(shot)], check=True, timeout=30)
+        Path(str(marker) + ".close").touch()
+        app.wait(timeout=60)
+    finally:
+        if app.poll() is None:
+            os.killpg(app.pid, signal.SIGKILL)
+            app.wait()
+    assert app.returncode == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
+    words = read_text(Image.open(shot).convert("RGB"), runtime=runtime).text
+    assert "FusionDesk" in words, f"the app is not on screen; read: {words[:500]}"
+    assert "live" in words.lower() and "files" in words.lower(), words[:500]
