@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "assets" / "models"
 
-# Tests never touch the user's real settings or data, and nothing phones home.
+# Tests never touch the user's real settings or data, and nothing phones home. Set at import, before any
+# fixture of any scope (and every subprocess a test starts) could reach the real user folders.
+_SESSION_USER_DIR = Path(tempfile.mkdtemp(prefix="fusiondesk-tests-"))
+os.environ["FUSIONDESK_CONFIG_DIR"] = str(_SESSION_USER_DIR / "config")
+os.environ["FUSIONDESK_DATA_DIR"] = str(_SESSION_USER_DIR / "data")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -1,0 +1,206 @@
+"""Folder commands: `batch` (every file of a folder to a JSONL/CSV results file), `index` and `search`.
+
+Registered by desktop.cli through COMMAND_MODULES; the engine work is engine.folder and engine.index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TextIO
+
+EXIT_OK, EXIT_FILE_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_commands(command) -> None:
+    from engine.folder import TASKS
+
+    p = command("batch", cmd_batch, "process every file of a folder into a JSONL or CSV results file (resumable)")
+    p.add_argument("in_dir", metavar="IN_DIR", help="the folder to process (never modified)")
+    p.add_argument("--out", required=True, metavar="RESULTS", help="results file: .jsonl (one JSON object a line) or .csv")
+    p.add_argument("--tasks", help=f"comma-separated, from {','.join(TASKS)} (default: classify,read,transcribe, "
+                                   "each where it fits the file's type)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--labels", help='your own labels for classify, comma-separated: "invoice, receipt, letter"')
+    group.add_argument("--labels-file", help="a file with one label per line")
+    p.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True, help="go into subfolders (default: yes)")
+    p.add_argument("--include", nargs="+", action="extend", default=[], metavar="GLOB",
+                   help="only files matching one of these globs (path or name, case-insensitive): '*.jpg' 'scans/*'")
+    p.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="GLOB",
+                   help="leave out files and folders matching these globs")
+    p.add_argument("--workers", type=int, default=4, help="decoding threads (default 4)")
+    p.add_argument("--batch-size", type=int, default=16, help="files per encoder batch (default 16)")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="skip files already in RESULTS with the same size and mtime (default: yes); "
+                        "--no-resume starts RESULTS over")
+    p.add_argument("--watch", action="store_true", help="keep running and process new or changed files (Ctrl+C stops)")
+    p.add_argument("--transcripts-dir", metavar="DIR", help="write a TXT and an SRT per recording here, mirroring subfolders")
+    p.add_argument("--language", default="en", help="speech language: en (default) or a code such as de")
+    p.add_argument("--top", type=int, default=5, help="labels per file (default 5)")
+    p.add_argument("--hidden", action="store_true", help="also process hidden files and folders")
+
+    p = command("index", cmd_index, "index a folder for search (only new or changed files are encoded)")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--workers", type=int, default=4, help="decoding threads (default 4)")
+    p.add_argument("--language", default="en", help="speech language: en (default) or a code")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    p = command("search", cmd_search, "search indexed folders by meaning: photos, scans, recordings and notes alike")
+    p.add_argument("query", nargs="?", metavar="QUERY", help="what you are looking for, in words")
+    p.add_argument("--dir", action="append", metavar="DIR", help="search this indexed folder (repeatable; default: all)")
+    p.add_argument("--top", type=int, default=10, help="how many results (default 10)")
+    p.add_argument("--modality", choices=["image", "audio", "text"], help="only this kind of file")
+    p.add_argument("--like", metavar="FILE", help="find files similar to this one instead of a text query")
+    p.add_argument("--json", action="store_true", help='print {"query", "results": [{"path", "score", "modality"}]}')
+
+
+# -- progress on a terminal -------------------------------------------------------------------------------------
+
+
+class ProgressBar:
+    """`  120/3000 [#####.....] 14.2 files/s  ETA 3:22  name` on a terminal, redrawn at most 10 times a second.
+
+    Off a terminal (a pipe, a log file) nothing is drawn: the summary at the end says it all."""
+
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 28):
+        self.stream = stream
+        self.width = width
+        self.enabled = stream.isatty()
+        self._last = 0.0
+        self._lock = threading.Lock()
+        self._shown = False
+
+    def __call__(self, progress) -> None:
+        row = progress.last_row
+        if row is not None and row.get("status") == "error" and row is not getattr(self, "_reported", None):
+            self._reported = row
+            self.message(f"{row['file']}: error: {row['error']}")
+        now = time.monotonic()
+        if not self.enabled or (now - self._last < 0.1 and progress.done < progress.total):
+            return
+        self._last = now
+        total = max(progress.total, 1)
+        filled = int(self.width * progress.done / total)
+        eta = "--:--" if progress.eta is None else _clock(progress.eta)
+        line = (f"  {progress.done}/{progress.total} [{'#' * filled}{'.' * (self.width - filled)}] "
+                f"{progress.rate:5.1f} files/s  ETA {eta}  {progress.current[-40:]}")
+        with self._lock:
+            self.stream.write("\r" + line[:160].ljust(100))
+            self.stream.flush()
+            self._shown = True
+
+    def message(self, text: str) -> None:
+        with self._lock:
+            if self._shown:
+                self.stream.write("\r" + " " * 100 + "\r")
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def finish(self) -> None:
+        with self._lock:
+            if self._shown:
+                self.stream.write("\n")
+                self._shown = False
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+# -- commands ---------------------------------------------------------------------------------------------------
+
+
+def cmd_batch(args) -> int:
+    from desktop.cli import _labels_from, _runtime
+    from engine.folder import BatchOptions, BatchRun
+
+    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip()) if args.tasks else None
+    options = BatchOptions(
+        tasks=tasks, labels=_labels_from(args), recursive=args.recursive, include=args.include, exclude=args.exclude,
+        workers=max(1, args.workers), resume=args.resume,
+        transcripts_dir=Path(args.transcripts_dir) if args.transcripts_dir else None,
+        batch_size=max(1, args.batch_size), top_k=args.top, language=args.language, include_hidden=args.hidden)
+    bar = ProgressBar()
+    stop = threading.Event()
+    run = BatchRun(args.in_dir, args.out, options, _runtime(args), progress=bar, stop=stop)
+    try:
+        summary = run.run()
+        bar.finish()
+        _print_summary(summary, bar)
+        if args.watch:
+            bar.message(f"watching {args.in_dir} for new or changed files (Ctrl+C to stop)")
+            summary = run.watch()
+    except KeyboardInterrupt:
+        stop.set()
+        bar.finish()
+        print("fusiondesk: interrupted; run the same command again to finish (finished files are kept)", file=sys.stderr)
+        _print_summary(run.summary, bar)
+        return 130
+    bar.finish()
+    if args.watch:
+        _print_summary(summary, bar)
+    return EXIT_OK if summary.exit_ok else EXIT_FILE_FAILED
+
+
+def _print_summary(summary, bar: ProgressBar) -> None:
+    data = summary.to_dict()
+    reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(data["skip_reasons"].items()))
+    text = (f"{data['ok']} ok, {data['failed']} failed, {data['skipped']} skipped"
+            + (f" ({reasons})" if reasons else "")
+            + (f", {data['resumed']} already done" if data["resumed"] else "")
+            + f" in {_clock(data['seconds'])} -> {data['results']}")
+    bar.message(text)
+
+
+def cmd_index(args) -> int:
+    from desktop.cli import _runtime
+    from engine.index import FolderIndex
+
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        print(f"fusiondesk: {folder} is not a folder", file=sys.stderr)
+        return EXIT_USAGE
+    bar = ProgressBar()
+    with FolderIndex(folder) as index:
+        summary = index.update(_runtime(args), workers=max(1, args.workers), language=args.language, progress=bar)
+        bar.finish()
+        data = summary.to_dict() | {"folder": str(index.root), "index": str(index.path), "items": len(index)}
+    if args.json:
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"indexed {data['folder']}: {data['items']} files ({data['added']} added, {data['changed']} changed, "
+              f"{data['renamed']} renamed, {data['copied']} copies, {data['deleted']} removed, "
+              f"{data['unchanged']} unchanged, {data['failed']} failed, {data['skipped']} skipped) "
+              f"in {_clock(data['seconds'])}")
+    return EXIT_OK if summary.failed == 0 else EXIT_FILE_FAILED
+
+
+def cmd_search(args) -> int:
+    from desktop.cli import _runtime
+    from engine.index import search
+
+    if (args.query is None) == (args.like is None):
+        print("fusiondesk: search needs a QUERY or --like FILE (one of them)", file=sys.stderr)
+        return EXIT_USAGE
+    hits = search(query=args.query, like=args.like, folders=[Path(d) for d in args.dir or []] or None,
+                  top=max(1, args.top), modality=args.modality, runtime=_runtime(args))
+    if args.json:
+        answer = {"query": args.query} | ({"like": args.like} if args.like else {})
+        json.dump(answer | {"results": [hit.to_dict() for hit in hits]}, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    if not hits:
+        print("no results")
+    for rank, hit in enumerate(hits, 1):
+        print(f"{rank:3}. {hit.score:.3f}  {hit.modality:5}  {hit.path}")
+        snippet = " ".join((hit.transcript or hit.ocr_text).split())
+        if snippet:
+            print(f"              {snippet[:110]}")
+    return EXIT_OK

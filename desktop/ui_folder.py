@@ -1,0 +1,275 @@
+"""The Folder and Search tabs. desktop.ui calls `folder_tab()` and `search_tab()` inside its `gr.Tab`s.
+
+Both call the same engine code as `fusiondesk batch`, `index` and `search` (engine.folder, engine.index):
+the page only starts the work on a thread and shows how it goes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterator
+
+import gradio as gr
+
+from desktop.ui import esc, readable_errors
+from engine.errors import FusionDeskError
+
+POLL_SECONDS = 0.5  # how often the page is refreshed while a run goes on
+TABLE_ROWS = 200  # the newest rows shown; the whole run is in the results file
+THUMBNAIL_SIDE = 256
+TABLE_HEADERS = ["file", "modality", "status", "result"]
+
+
+# -- Folder tab ---------------------------------------------------------------------------------------------------
+
+
+def default_results_path(folder: Path, suffix: str = ".jsonl") -> Path:
+    """Results go to the app's data folder unless the person picks a file: never into their folder unasked."""
+    from engine.settings import data_dir
+
+    digest = hashlib.sha256(str(folder.resolve()).encode("utf-8")).hexdigest()[:8]
+    return data_dir() / "batch" / f"{folder.resolve().name or 'folder'}-{digest}{suffix}"
+
+
+def row_summary(row: dict[str, Any]) -> str:
+    """One cell saying what was found: the top label, the text read, the words heard, or the error."""
+    if row.get("status") == "error":
+        return row.get("error", "")
+    parts = []
+    labels = (row.get("classify") or {}).get("labels") or []
+    if labels:
+        parts.append(f"{labels[0]['label']} ({labels[0]['score']:.0%})")
+    for task in ("transcribe", "read"):
+        text = " ".join(((row.get(task) or {}).get("text") or "").split())
+        if text:
+            parts.append(f"“{text[:100]}”")
+    if (row.get("embed") or {}).get("dim"):
+        parts.append(f"{row['embed']['dim']}-d vector")
+    return " · ".join(parts)
+
+
+def progress_html(progress, finished: bool = False) -> str:
+    total = max(progress.total, 1)
+    pct = 100.0 * progress.done / total
+    eta = "" if progress.eta is None or finished else f" · about {progress.eta:.0f} s left"
+    return (f'<div class="fd-bar"><span>{progress.done} / {progress.total} files</span>'
+            f'<div class="fd-track"><div class="fd-fill" style="width:{pct:.1f}%"></div></div>'
+            f'<span>{pct:.0f}%</span></div>'
+            f'<p class="fd-muted">{progress.ok} ok · {progress.failed} failed · {progress.skipped} skipped · '
+            f'{progress.resumed} already done · {progress.rate:.1f} files/s{eta}</p>')
+
+
+def run_folder(folder: str, out: str, tasks: list[str], labels: str, recursive: bool, resume: bool,
+               include: str, exclude: str) -> Iterator[tuple[str, str, list[list[str]], str | None]]:
+    """Generator for the Run button: yields (status, progress, table rows, results file) while the batch runs."""
+    from engine.folder import BatchOptions, BatchRun, Progress
+    from engine.tasks import parse_labels
+
+    if not folder or not Path(folder).expanduser().is_dir():
+        raise gr.Error("Choose a folder that exists (type or paste its path).", print_exception=False)
+    if not tasks:
+        raise gr.Error("Choose at least one task.", print_exception=False)
+    source = Path(folder).expanduser()
+    target = Path(out).expanduser() if out and out.strip() else default_results_path(source)
+    options = BatchOptions(tasks=tuple(tasks), labels=parse_labels(labels), recursive=recursive, resume=resume,
+                           include=include.split() if include else [], exclude=exclude.split() if exclude else [])
+    latest: dict[str, Any] = {"progress": Progress()}
+    rows: deque[list[str]] = deque(maxlen=TABLE_ROWS)
+    lock = threading.Lock()
+
+    def on_progress(progress) -> None:
+        with lock:
+            latest["progress"] = progress
+            if progress.last_row is not None and progress.last_row is not latest.get("row"):
+                row = latest["row"] = progress.last_row
+                rows.appendleft([row["file"], row.get("modality") or "", row["status"], row_summary(row)])
+
+    stop = threading.Event()
+    try:
+        run = BatchRun(source, target, options, progress=on_progress, stop=stop)
+    except FusionDeskError as exc:
+        raise gr.Error(str(exc), print_exception=False) from None
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["summary"] = run.run()
+        except Exception as exc:  # shown in the page below; the thread must not die silently
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work, name="fusiondesk-batch", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(POLL_SECONDS)
+            with lock:
+                yield f"Processing {esc(source)} …", progress_html(latest["progress"]), list(rows), None
+    finally:
+        stop.set()  # the page was closed or Stop was pressed: finish the file in hand and stop
+    if "error" in outcome:
+        error = outcome["error"]
+        message = str(error) if isinstance(error, FusionDeskError) else f"{type(error).__name__}: {error}"
+        raise gr.Error(message, print_exception=False)
+    summary = outcome["summary"]
+    data = summary.to_dict()
+    reasons = ", ".join(f"{esc(r)}: {n}" for r, n in sorted(data["skip_reasons"].items()))
+    status = (f"**Done** in {data['seconds']:.1f} s: {data['ok']} ok, {data['failed']} failed, {data['skipped']} "
+              f"skipped{f' ({reasons})' if reasons else ''}, {data['resumed']} already done. "
+              f"Results: `{esc(target)}`")
+    with lock:
+        yield status, progress_html(latest["progress"], finished=True), list(rows), str(target)
+
+
+def folder_tab() -> None:
+    from engine.folder import DEFAULT_TASKS, TASKS
+
+    gr.Markdown("Process every photo, scan, recording and note of a folder. Results are written as each file "
+                "finishes, so a stopped run continues where it left off. Your files are only read, never changed.")
+    with gr.Row():
+        folder = gr.Textbox(label="Folder", placeholder="/home/me/Archive", scale=3)
+        out = gr.Textbox(label="Results file (.jsonl or .csv; empty: FusionDesk's own data folder)", scale=2)
+    with gr.Row():
+        tasks = gr.CheckboxGroup(list(TASKS), value=list(DEFAULT_TASKS), label="Tasks (each where it fits the file)")
+        labels = gr.Textbox(label="Your labels for classify (optional)", placeholder="invoice, receipt, letter, photo")
+    with gr.Row():
+        recursive = gr.Checkbox(value=True, label="Include subfolders")
+        resume = gr.Checkbox(value=True, label="Skip files already in the results file")
+        include = gr.Textbox(label="Only files matching (globs, space-separated)", placeholder="*.jpg *.wav")
+        exclude = gr.Textbox(label="Leave out (globs)", placeholder="drafts/* *.tmp")
+    with gr.Row():
+        run_button = gr.Button("Run", variant="primary")
+        stop_button = gr.Button("Stop")
+    status = gr.Markdown()
+    progress = gr.HTML()
+    table = gr.Dataframe(headers=TABLE_HEADERS, value=[], interactive=False, wrap=True, label="Newest results first")
+    download = gr.File(label="Results file", interactive=False)
+    event = run_button.click(run_folder, [folder, out, tasks, labels, recursive, resume, include, exclude],
+                             [status, progress, table, download])
+    stop_button.click(lambda: "Stopped: run again to continue where it left off.", None, status, cancels=[event])
+
+
+# -- Search tab ---------------------------------------------------------------------------------------------------
+
+_open: dict[str, Any] = {}  # folder -> FolderIndex, kept open so its vector matrix stays loaded between searches
+_open_lock = threading.Lock()
+
+
+def _index_for(folder: Path):
+    from engine.index import FolderIndex
+
+    key = str(folder.resolve())
+    with _open_lock:
+        if key not in _open:
+            _open[key] = FolderIndex(folder)
+        return _open[key]
+
+
+def _indexes_for(folder: str) -> list:
+    from engine.index import index_path_for, known_indexes
+
+    if folder and folder.strip():
+        path = Path(folder).expanduser()
+        if not index_path_for(path).is_file():
+            raise gr.Error(f"{path} is not indexed yet: press “Index this folder” first.", print_exception=False)
+        return [_index_for(path)]
+    folders = known_indexes()
+    if not folders:
+        raise gr.Error("Nothing is indexed yet: type a folder and press “Index this folder”.", print_exception=False)
+    return [_index_for(f) for f in folders]
+
+
+def index_folder(folder: str) -> Iterator[str]:
+    """Generator for the Index button: the index is updated on a thread, progress shown as it goes."""
+    if not folder or not Path(folder).expanduser().is_dir():
+        raise gr.Error("Choose a folder that exists (type or paste its path).", print_exception=False)
+    from engine.folder import Progress
+
+    index = _index_for(Path(folder).expanduser())
+    latest = {"progress": Progress()}
+    outcome: dict[str, Any] = {}
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome["summary"] = index.update(progress=lambda p: latest.update(progress=p), stop=stop)
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work, name="fusiondesk-index", daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        while thread.is_alive():
+            thread.join(POLL_SECONDS)
+            yield f"Indexing … ({time.monotonic() - started:.0f} s)" + progress_html(latest["progress"])
+    finally:
+        stop.set()
+    if "error" in outcome:
+        raise gr.Error(str(outcome["error"]), print_exception=False)
+    s = outcome["summary"]
+    yield (f"Indexed {len(index)} files in {s.seconds:.1f} s: {s.added} new, {s.changed} changed, {s.renamed} "
+           f"renamed, {s.copied} copies, {s.deleted} removed, {s.unchanged} unchanged, {s.failed} failed.")
+
+
+@readable_errors
+def search_folder(query: str, folder: str, modality: str, top: float, like: str | None):
+    """-> (gallery of (thumbnail, caption) for image hits, HTML list of every hit with its snippet)."""
+    from engine.index import search
+
+    query = (query or "").strip()
+    if not query and not like:
+        raise gr.Error("Type what you are looking for, or give a file to find similar ones.", print_exception=False)
+    hits = search(query=None if like else query, like=like or None, top=int(top),
+                  modality=None if modality == "all" else modality, indexes=_indexes_for(folder))
+    return [(thumb, f"{h.score:.2f} · {Path(h.path).name}") for h in hits if h.modality == "image"
+            for thumb in [_thumbnail(h.path)] if thumb is not None], hits_html(hits)
+
+
+def _thumbnail(path: str):
+    from engine.errors import InputFileError
+    from engine.imaging import load_image
+
+    try:
+        return load_image(path, max_side=THUMBNAIL_SIDE)
+    except InputFileError:
+        return None  # moved or deleted since it was indexed: the list below still names it
+
+
+def hits_html(hits) -> str:
+    if not hits:
+        return '<p class="fd-muted">No results.</p>'
+    cards = []
+    for rank, hit in enumerate(hits, 1):
+        snippet = " ".join((hit.transcript or hit.ocr_text).split())
+        heard = "heard" if hit.transcript else ("text" if hit.modality == "text" else "reads")
+        cards.append(f'<div class="fd-card"><h4>{rank}. {esc(Path(hit.path).name)} '
+                     f'<span class="fd-muted">{esc(hit.modality)} · {hit.score:.3f}</span></h4>'
+                     f'<div class="fd-muted">{esc(hit.path)}</div>'
+                     + (f'<div>{heard}: “{esc(snippet[:300])}”</div>' if snippet else "") + "</div>")
+    return "".join(cards)
+
+
+def search_tab() -> None:
+    gr.Markdown("Search indexed folders by meaning: a query finds photos by what they show, scans by the text "
+                "in them and recordings by what is said. Indexing reads each file once; later only new or "
+                "changed files are read again.")
+    with gr.Row():
+        folder = gr.Textbox(label="Folder (empty: search every indexed folder)", placeholder="/home/me/Archive", scale=3)
+        index_button = gr.Button("Index this folder", scale=1)
+    index_status = gr.HTML()
+    with gr.Row():
+        query = gr.Textbox(label="Search", placeholder="receipt from the hardware store", scale=3)
+        modality = gr.Radio(["all", "image", "audio", "text"], value="all", label="Kind", scale=2)
+        top = gr.Slider(1, 50, value=12, step=1, label="Results", scale=1)
+    like = gr.File(label="…or find files like this one", type="filepath")
+    search_button = gr.Button("Search", variant="primary")
+    gallery = gr.Gallery(label="Pictures", columns=4, height="auto")
+    results = gr.HTML()
+    index_button.click(index_folder, folder, index_status)
+    inputs = [query, folder, modality, top, like]
+    search_button.click(search_folder, inputs, [gallery, results])
+    query.submit(search_folder, inputs, [gallery, results])

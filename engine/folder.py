@@ -1,0 +1,763 @@
+"""Batch folder mode: walk a folder -> decode -> encode -> append one result row per file.
+
+    summary = run_batch("photos/", "results.jsonl", BatchOptions(tasks=("classify", "read")))
+
+The pipeline reads top to bottom:
+- `walk` lists the folder (sorted, optionally recursive, include/exclude globs) and decides up front what
+  happens to odd entries: hidden files, links leaving the folder, pipes and devices, unknown types are
+  *skipped with a reason*; empty and unreadable files become *error rows*. Nothing is silently dropped.
+- `perceive_stream` decodes files on a thread pool, a few batches ahead of the encoders, and encodes each
+  batch at once (images through one classifier call, texts through one text-encoder call). Decoded data
+  lives only while its batch is in flight, so memory stays flat however many files there are.
+- `ResultsFile` appends each finished row and flushes it, so a killed run loses at most the files in
+  flight; on resume, rows already there (same relative path, size and mtime) are not done again.
+
+Input files are only ever opened for reading. The index (engine.index) reuses `walk` and `perceive_stream`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import queue
+import stat
+import threading
+import time
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from .errors import FusionDeskError, InputFileError
+from .filetypes import modality_of, read_text_file
+from .perceive import TEXT_CONFIDENCE, Perceiver, Perception, PerceptionOptions
+from .runtime import Runtime, get_runtime
+
+TASKS = ("classify", "read", "transcribe", "embed")
+# Which modalities a task applies to: `--tasks read` on a folder of recordings has nothing to do.
+TASK_FITS = {
+    "classify": {"image", "audio", "text"},
+    "read": {"image"},
+    "transcribe": {"audio"},
+    "embed": {"image", "audio", "text"},
+}
+# Without --tasks every file gets what fits its type; vectors are left out (384 numbers a row are for the index).
+DEFAULT_TASKS = ("classify", "read", "transcribe")
+BASE_COLUMNS = ["file", "modality", "status", "error", "size", "mtime"]
+# CSV has fixed columns (rows are appended one at a time), so each task's fields are listed here.
+TASK_COLUMNS = {
+    "classify": ["classify.labels", "classify.evidence.concepts", "classify.evidence.objects",
+                 "classify.evidence.ocr_text", "classify.evidence.transcript", "classify.evidence.text"],
+    "read": ["read.text", "read.lines"],
+    "transcribe": ["transcribe.text", "transcribe.language", "transcribe.duration", "transcribe.model",
+                   "transcribe.task", "transcribe.segments"],
+    "embed": ["embed.dim", "embed.vector", "embed.note"],
+}
+# Without OCR an image only feeds the classifier (short side resized to 256): JPEGs are decoded at the smallest
+# DCT scale that keeps that short side, and anything longer than 768 px (a 3:1 panorama) is shrunk at once, so
+# a batch in flight holds small images whatever the cameras made. OCR needs the detector's own limit instead.
+CLASSIFY_MAX_SIDE = 768
+
+
+# ---------------------------------------------------------------------------------------------------- walk
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file the walk found. `problem` set: it cannot be used, and gets an error row without decoding."""
+
+    path: Path
+    rel: str  # relative to the folder, with forward slashes: the row's `file` and the resume key
+    size: int
+    mtime: float
+    modality: str | None
+    problem: str | None = None
+
+    @property
+    def key(self) -> tuple[str, int, float]:
+        return (self.rel, self.size, self.mtime)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    rel: str
+    reason: str
+
+
+def _matches(rel: str, patterns: Iterable[str]) -> bool:
+    """Globs match the relative path or the bare name, case-insensitively (*.jpg finds IMG_1.JPG in subfolders)."""
+    rel_l = rel.lower()
+    name_l = rel_l.rsplit("/", 1)[-1]
+    return any(fnmatchcase(rel_l, p.lower()) or fnmatchcase(name_l, p.lower()) for p in patterns)
+
+
+def _is_hidden(entry: os.DirEntry) -> bool:
+    if entry.name.startswith("."):
+        return True
+    attributes = getattr(entry.stat(follow_symlinks=False), "st_file_attributes", 0)  # Windows only
+    return bool(attributes & getattr(stat, "FILE_ATTRIBUTE_HIDDEN", 0))
+
+
+def _readable(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+        return True
+    except OSError:
+        return False
+
+
+def walk(
+    root: Path | str,
+    recursive: bool = True,
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    ignore: Iterable[Path] = (),
+    include_hidden: bool = False,
+) -> Iterator[FileEntry | Skipped]:
+    """Every entry under `root`, in sorted order, as a FileEntry to process or a Skipped with its reason.
+
+    `ignore`: paths never listed (the run's own results file and transcripts folder, when inside root).
+    Folders matching an exclude glob are not entered. Symbolic links are processed only when they point
+    to a file inside root; links to folders are not followed (loops, and the same file twice).
+    """
+    root = Path(root)
+    real_root = root.resolve()
+    include, exclude = list(include), list(exclude)
+    ignored = {Path(p).resolve() for p in ignore}
+    if not root.is_dir():
+        raise InputFileError(root, "is not a folder")
+
+    def visit(folder: Path, prefix: str) -> Iterator[FileEntry | Skipped]:
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            yield Skipped(prefix.rstrip("/") or ".", f"cannot list the folder ({exc.strerror or exc})")
+            return
+        for entry in entries:
+            rel = prefix + entry.name
+            path = Path(entry.path)
+            if path.resolve() in ignored and not entry.is_symlink():
+                continue
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if include and not is_dir and not _matches(rel, include):
+                continue  # not asked for: silence, or every photo would be "skipped" by --include '*.wav'
+            if _is_hidden(entry) and not include_hidden:
+                yield Skipped(rel, "hidden folder (not searched)" if is_dir else "hidden file")
+                continue
+            if entry.is_symlink():
+                found = _follow_link(path, real_root)
+                if isinstance(found, str):
+                    yield Skipped(rel, found)
+                    continue
+            if is_dir:
+                if _matches(rel, exclude) or _matches(rel + "/", exclude):
+                    yield Skipped(rel, "folder excluded by --exclude")
+                elif recursive:
+                    yield from visit(path, rel + "/")
+                else:
+                    yield Skipped(rel, "subfolder (not recursive)")
+                continue
+            if exclude and _matches(rel, exclude):
+                yield Skipped(rel, "excluded by --exclude")
+                continue
+            yield _file_entry(path, rel)
+
+    yield from visit(root, "")
+
+
+def _follow_link(path: Path, real_root: Path) -> str | None:
+    """None when a symbolic link may be processed as a file, else the reason it is skipped."""
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return "broken symbolic link"
+    if not target.is_relative_to(real_root):
+        return "symbolic link to outside the folder"
+    if target.is_dir():
+        return "symbolic link to a folder (not followed)"
+    return None
+
+
+def _file_entry(path: Path, rel: str) -> FileEntry | Skipped:
+    try:
+        info = path.stat()
+    except OSError as exc:
+        return FileEntry(path, rel, 0, 0.0, None, f"cannot read the file ({exc.strerror or exc})")
+    if not stat.S_ISREG(info.st_mode):
+        return Skipped(rel, "not a regular file (a pipe, socket or device)")
+    entry = dict(path=path, rel=rel, size=info.st_size, mtime=info.st_mtime)
+    if info.st_size == 0:
+        return FileEntry(**entry, modality=None, problem="the file is empty")
+    try:
+        modality = modality_of(path)
+    except InputFileError as exc:
+        if _readable(path):
+            return Skipped(rel, exc.problem)  # a type we do not handle is not a failure of the run
+        return FileEntry(**entry, modality=None, problem=exc.problem)
+    if not _readable(path):
+        return FileEntry(**entry, modality=modality, problem="cannot read the file (permission denied?)")
+    return FileEntry(**entry, modality=modality)
+
+
+# ------------------------------------------------------------------------------------------ decode + encode
+
+
+@dataclass
+class Decoded:
+    entry: FileEntry
+    payload: Any = None  # PIL image | float32 samples | str
+    error: InputFileError | None = None
+
+
+def decode(entry: FileEntry, image_sides: tuple[int | None, int | None] = (None, None)) -> Decoded:
+    """Read one file into memory; never raises for the file's own faults. image_sides: (max_side, min_side)."""
+    if entry.problem:
+        return Decoded(entry, error=InputFileError(entry.path, entry.problem))
+    try:
+        if entry.modality == "image":
+            from .imaging import load_image
+
+            return Decoded(entry, load_image(entry.path, max_side=image_sides[0], min_side=image_sides[1]))
+        if entry.modality == "audio":
+            from .audio import load_audio
+
+            return Decoded(entry, load_audio(entry.path))
+        return Decoded(entry, read_text_file(entry.path))
+    except InputFileError as exc:
+        return Decoded(entry, error=exc)
+    except FusionDeskError:
+        raise
+    except Exception as exc:  # a decoder's own bug on a strange file must not stop the run
+        return Decoded(entry, error=InputFileError(entry.path, f"cannot decode the file ({type(exc).__name__}: {exc})"))
+
+
+def perceive_decoded(batch: list[Decoded], perceiver: Perceiver) -> list[Perception | InputFileError]:
+    """Encode one batch: images in one classifier call, texts in one text-encoder call, recordings one by one."""
+    results: list[Perception | InputFileError | None] = [d.error for d in batch]
+    images = [i for i, d in enumerate(batch) if d.error is None and d.entry.modality == "image"]
+    texts = [i for i, d in enumerate(batch) if d.error is None and d.entry.modality == "text"]
+    if images:
+        _perceive_images(batch, images, perceiver, results)
+    if texts:
+        _perceive_texts(batch, texts, perceiver, results)
+    for i, item in enumerate(batch):
+        if item.error is None and item.entry.modality == "audio":
+            results[i] = _guard(item.entry.path, lambda item=item: perceiver.perceive_audio(item.payload, str(item.entry.path)))
+    return results  # type: ignore[return-value]
+
+
+def _guard(path: Path, work: Callable[[], Any]) -> Any:
+    try:
+        return work()
+    except InputFileError as exc:
+        return exc
+    except FusionDeskError:
+        raise  # a broken model bundle is not the file's fault: stop and say so
+    except Exception as exc:
+        return InputFileError(path, f"could not be processed ({type(exc).__name__}: {exc})")
+
+
+def _perceive_images(batch: list[Decoded], indices: list[int], perceiver: Perceiver, results: list) -> None:
+    work = lambda: perceiver.perceive_images([batch[i].payload for i in indices],  # noqa: E731
+                                             [str(batch[i].entry.path) for i in indices])
+    found = _guard(batch[indices[0]].entry.path, work)
+    if isinstance(found, list):
+        for i, perception in zip(indices, found):
+            results[i] = perception
+        return
+    # One odd image failed the whole batch: redo them one by one so only that file gets the error row.
+    for i in indices:
+        one = _guard(batch[i].entry.path, lambda i=i: perceiver.perceive_images([batch[i].payload], [str(batch[i].entry.path)]))
+        results[i] = one[0] if isinstance(one, list) else one
+
+
+def _perceive_texts(batch: list[Decoded], indices: list[int], perceiver: Perceiver, results: list) -> None:
+    from .fusion import Token
+    from .text import embed_texts
+
+    texts = [batch[i].payload for i in indices]
+    vectors = _guard(batch[indices[0]].entry.path, lambda: embed_texts(texts, runtime=perceiver.runtime))
+    if isinstance(vectors, InputFileError):
+        for i in indices:
+            results[i] = _guard(batch[i].entry.path, lambda i=i: perceiver.perceive_text(batch[i].payload, str(batch[i].entry.path)))
+        return
+    for i, text, vector in zip(indices, texts, vectors):
+        name = str(batch[i].entry.path)
+        results[i] = Perception(file=name, modality="text", text=text,
+                                tokens=[Token("text", vector, TEXT_CONFIDENCE, text=text, source=name)])
+
+
+def perceive_stream(
+    entries: Iterable[FileEntry],
+    perceiver: Perceiver,
+    workers: int = 4,
+    batch_size: int = 16,
+    in_flight: int = 3,
+    stop: threading.Event | None = None,
+) -> Iterator[list[tuple[FileEntry, Perception | InputFileError]]]:
+    """Batches of (entry, perception or error), in walk order, decoding up to `in_flight` batches ahead."""
+    image_sides = _image_sides(perceiver)
+    chunks = _chunks(entries, batch_size)
+    pending: deque[list[Future]] = deque()
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
+        def submit_next() -> bool:
+            chunk = next(chunks, None)
+            if chunk is None:
+                return False
+            pending.append([pool.submit(decode, entry, image_sides) for entry in chunk])
+            return True
+
+        try:
+            while len(pending) < in_flight and submit_next():
+                pass
+            while pending and not (stop is not None and stop.is_set()):
+                decoded = [future.result() for future in pending.popleft()]
+                submit_next()  # keep the decoders busy while this batch is encoded
+                perceptions = perceive_decoded(decoded, perceiver)
+                yield [(d.entry, p) for d, p in zip(decoded, perceptions)]
+        finally:
+            # Stopped or abandoned early: do not decode batches nobody will encode.
+            for futures in pending:
+                for future in futures:
+                    future.cancel()
+
+
+def _image_sides(perceiver: Perceiver) -> tuple[int, int | None]:
+    """(max_side, min_side) to decode images at: as small as what the encoders of this run need allows."""
+    if not perceiver.options.ocr:
+        from .image import settings
+
+        return CLASSIFY_MAX_SIDE, int(settings(perceiver.runtime)["resize"])
+    from .ocr import MODEL_ID
+
+    return int(perceiver.runtime.bundle.entry(MODEL_ID).preprocess.get("max_side_len", 2000)), None
+
+
+def _chunks(items: Iterable[FileEntry], size: int) -> Iterator[list[FileEntry]]:
+    chunk: list[FileEntry] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def fused_vectors(perceptions: list[Perception | InputFileError], runtime: Runtime) -> list[np.ndarray | None]:
+    """Each item's fused vector through one fusion-head call; None where nothing was perceived."""
+    from .fusion import run_head
+
+    have = [i for i, p in enumerate(perceptions) if isinstance(p, Perception) and p.tokens]
+    vectors: list[np.ndarray | None] = [None] * len(perceptions)
+    if have:
+        dim = perceptions[have[0]].tokens[0].vector.shape[-1]
+        fused, _, _ = run_head([perceptions[i].tokens for i in have], np.zeros((0, dim), np.float32), runtime)
+        for i, vector in zip(have, fused):
+            vectors[i] = vector
+    return vectors
+
+
+# ---------------------------------------------------------------------------------------------------- rows
+
+
+@dataclass
+class BatchOptions:
+    tasks: tuple[str, ...] | None = None  # None: DEFAULT_TASKS, each where it fits
+    labels: list[str] = field(default_factory=list)
+    recursive: bool = True
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    workers: int = 4
+    resume: bool = True
+    transcripts_dir: Path | None = None
+    batch_size: int = 16
+    top_k: int = 5
+    language: str = "en"
+    include_hidden: bool = False
+
+    def task_list(self) -> tuple[str, ...]:
+        tasks = tuple(self.tasks or DEFAULT_TASKS)
+        unknown = [t for t in tasks if t not in TASKS]
+        if unknown:
+            raise FusionDeskError(f"unknown task {', '.join(unknown)}: choose from {', '.join(TASKS)}")
+        return tasks
+
+    def speech_model(self) -> str:
+        from .tasks import speech_model_for
+
+        return speech_model_for(self.language)
+
+    def perception_options(self) -> PerceptionOptions:
+        tasks = self.task_list()
+        # OCR costs most of an image's time: run it when text is asked for, or when labels may be decided by it.
+        ocr = "read" in tasks or "embed" in tasks or ("classify" in tasks and bool(self.labels))
+        return PerceptionOptions(ocr=ocr, top_k=max(5, self.top_k), speech_model=self.speech_model(),
+                                 language=self.language)
+
+
+def build_row(entry: FileEntry, perceived: Perception | InputFileError, vector: np.ndarray | None,
+              tasks: tuple[str, ...], options: BatchOptions, runtime: Runtime) -> dict[str, Any]:
+    """One result row: the task results under each task's name, with the keys of the single-file commands."""
+    row: dict[str, Any] = {"file": entry.rel, "modality": entry.modality, "status": "ok", "size": entry.size,
+                           "mtime": entry.mtime}
+    if isinstance(perceived, InputFileError):
+        row["status"], row["error"] = "error", perceived.problem
+        return row
+    for task in tasks:
+        if entry.modality in TASK_FITS[task]:
+            row[task] = _task_result(task, perceived, vector, options, runtime)
+    return row
+
+
+def _task_result(task: str, p: Perception, vector: np.ndarray | None, options: BatchOptions, runtime: Runtime):
+    if task == "classify":
+        from .tasks import score_perception
+
+        return {"labels": score_perception(p, options.labels, runtime, options.top_k), "evidence": p.evidence()}
+    if task == "read":
+        lines = p.ocr.lines if p.ocr is not None else []
+        return {"text": p.ocr.text if p.ocr is not None else "",
+                "lines": [{"text": line.text, "score": round(float(line.score), 4),
+                           "box": [[round(float(x), 1), round(float(y), 1)] for x, y in line.box]} for line in lines]}
+    if task == "transcribe":
+        t = p.transcript
+        return {"text": t.text, "language": t.language,
+                "segments": [{"start": round(s.start, 2), "end": round(s.end, 2), "text": s.text} for s in t.segments],
+                "duration": round(float(t.duration), 2), "model": options.speech_model(), "task": "transcribe"}
+    if vector is None:
+        return {"dim": 0, "vector": None, "note": "nothing to embed (no speech, text or recognisable content found)"}
+    return {"dim": int(vector.shape[0]), "vector": [round(float(v), 6) for v in vector]}
+
+
+def flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"read": {"text": ..}} -> {"read.text": ..}; lists become JSON text (one spreadsheet cell)."""
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        name = prefix + key
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        elif isinstance(value, list):
+            flat[name] = json.dumps(value, ensure_ascii=False)
+        else:
+            flat[name] = value
+    return flat
+
+
+class ResultsFile:
+    """JSONL or CSV results, appended one row at a time with one write() and flushed.
+
+    A row is a single write on an O_APPEND descriptor, so a killed process leaves whole rows; a torn last
+    line (a full disk, a power cut) is cut off on resume rather than parsed.
+    """
+
+    def __init__(self, path: Path | str, columns: list[str], resume: bool = True):
+        self.path = Path(path)
+        self.format = "csv" if self.path.suffix.lower() == ".csv" else "jsonl"
+        self.columns = columns
+        self.done: dict[str, tuple[int, float]] = {}  # rel -> (size, mtime) of its latest row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume and self.path.is_file() and self.path.stat().st_size > 0:
+            self._load_existing()
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        else:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            if self.format == "csv":
+                self._write(self._csv_line(dict(zip(columns, columns))))
+
+    def is_done(self, entry: FileEntry) -> bool:
+        return self.done.get(entry.rel) == (entry.size, entry.mtime)
+
+    def append(self, row: dict[str, Any]) -> None:
+        if self.format == "csv":
+            line = self._csv_line(flatten(row))
+        else:
+            line = json.dumps(row, ensure_ascii=False) + "\n"
+        self._write(line)
+        self.done[row["file"]] = (row["size"], row["mtime"])
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "ResultsFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        written = os.write(self._fd, data)
+        while written < len(data):  # only on unusual file systems; keep the row whole
+            written += os.write(self._fd, data[written:])
+
+    def _csv_line(self, flat: dict[str, Any]) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(["" if flat.get(c) is None else flat.get(c) for c in self.columns])
+        return buffer.getvalue()
+
+    def _load_existing(self) -> None:
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            os.truncate(self.path, end)  # the torn tail of a killed write; that file is done again
+            data = data[:end]
+        text = data.decode("utf-8", errors="replace")
+        if self.format == "csv":
+            reader = csv.DictReader(io.StringIO(text))
+            if reader.fieldnames is not None and list(reader.fieldnames) != self.columns:
+                raise FusionDeskError(
+                    f"{self.path} was written with other columns (other --tasks?); choose another --out file "
+                    "or start over with --no-resume")
+            rows: Iterable[dict[str, Any]] = reader
+        else:
+            rows = (json.loads(line) for line in text.splitlines() if line.strip())
+        try:
+            for row in rows:
+                self.done[str(row["file"])] = (int(row["size"]), float(row["mtime"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FusionDeskError(f"{self.path} is not a FusionDesk results file ({exc}); choose another --out "
+                                  "file or start over with --no-resume") from None
+
+
+# ---------------------------------------------------------------------------------------------------- run
+
+
+@dataclass
+class Progress:
+    """Where a run stands, for a progress bar or the UI. `rate` in files/s, `eta` in seconds (None: unknown)."""
+
+    done: int = 0
+    total: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    resumed: int = 0
+    elapsed: float = 0.0
+    current: str = ""
+    last_row: dict[str, Any] | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        return (self.total - self.done) / self.rate if self.rate > 0 and self.total >= self.done else None
+
+
+@dataclass
+class BatchSummary:
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0  # by the walk (hidden, unknown type, ...) or because no requested task fits
+    resumed: int = 0  # already in the results file from an earlier run
+    seconds: float = 0.0
+    skip_reasons: list[Skipped] = field(default_factory=list)
+    results: str = ""
+
+    @property
+    def exit_ok(self) -> bool:
+        return self.failed == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        reasons = Counter(s.reason for s in self.skip_reasons)
+        return {"ok": self.ok, "failed": self.failed, "skipped": self.skipped, "resumed": self.resumed,
+                "seconds": round(self.seconds, 2), "skip_reasons": dict(reasons), "results": self.results}
+
+
+def columns_for(tasks: tuple[str, ...]) -> list[str]:
+    return BASE_COLUMNS + [c for task in TASKS if task in tasks for c in TASK_COLUMNS[task]]
+
+
+class BatchRun:
+    """One batch run over a folder; `run()` once, then `watch()` to keep going as files arrive."""
+
+    def __init__(self, in_dir: Path | str, out: Path | str, options: BatchOptions | None = None,
+                 runtime: Runtime | None = None, progress: Callable[[Progress], None] | None = None,
+                 stop: threading.Event | None = None):
+        self.in_dir = Path(in_dir)
+        self.out = Path(out)
+        self.options = options or BatchOptions()
+        self.runtime = runtime or get_runtime()
+        self.progress_callback = progress
+        self.stop = stop or threading.Event()
+        self.tasks = self.options.task_list()
+        if not self.in_dir.is_dir():
+            raise FusionDeskError(f"{self.in_dir} is not a folder")
+        transcripts = self.options.transcripts_dir
+        if transcripts is not None and Path(transcripts).resolve() == self.in_dir.resolve():
+            raise FusionDeskError("--transcripts-dir must not be the input folder itself (inputs are never "
+                                  "overwritten): choose another folder, or a subfolder")
+        if self.out.suffix.lower() not in (".jsonl", ".csv"):
+            raise FusionDeskError(f"--out {self.out}: give a .jsonl or .csv file name")
+        if self.out.exists() and not self.out.is_file():
+            raise FusionDeskError(f"--out {self.out} is a folder: give a .jsonl or .csv file name")
+        self.perceiver = Perceiver(self.runtime, self.options.perception_options(), decode_workers=self.options.workers)
+        self.summary = BatchSummary(results=str(self.out))
+
+    # -- the folder, once -------------------------------------------------------------------------------------
+
+    def run(self) -> BatchSummary:
+        start = time.monotonic()
+        with ResultsFile(self.out, columns_for(self.tasks), resume=self.options.resume) as results:
+            todo = self._plan(self._walk(), results, count=True)
+            self._process(todo, results, start)
+        self.summary.seconds = time.monotonic() - start
+        return self.summary
+
+    def _walk(self) -> Iterator[FileEntry | Skipped]:
+        ignore = [self.out]
+        if self.options.transcripts_dir is not None:
+            ignore.append(Path(self.options.transcripts_dir))
+        return walk(self.in_dir, self.options.recursive, self.options.include, self.options.exclude, ignore,
+                    self.options.include_hidden)
+
+    def _plan(self, found: Iterable[FileEntry | Skipped], results: ResultsFile, count: bool) -> list[FileEntry]:
+        """The files still to do. `count`: add skips and resumed files to the summary (a watch rescan does not:
+        it sees the same skipped files again)."""
+        todo = []
+        for item in found:
+            if isinstance(item, FileEntry) and item.modality is not None \
+                    and not any(item.modality in TASK_FITS[t] for t in self.tasks):
+                item = Skipped(item.rel, f"no requested task applies to {item.modality} files")
+            if isinstance(item, Skipped):
+                if count:
+                    self.summary.skipped += 1
+                    self.summary.skip_reasons.append(item)
+            elif results.is_done(item):
+                self.summary.resumed += count
+            else:
+                todo.append(item)
+        return todo
+
+    def _process(self, todo: list[FileEntry], results: ResultsFile, start: float) -> None:
+        progress = Progress(total=len(todo), skipped=self.summary.skipped, resumed=self.summary.resumed)
+        self._report(progress, start)
+        transcript_names = self._transcript_names(todo)
+        for batch in perceive_stream(todo, self.perceiver, self.options.workers, self.options.batch_size,
+                                     stop=self.stop):
+            perceptions = [p for _, p in batch]
+            vectors = fused_vectors(perceptions, self.runtime) if "embed" in self.tasks else [None] * len(batch)
+            for (entry, perceived), vector in zip(batch, vectors):
+                row = build_row(entry, perceived, vector, self.tasks, self.options, self.runtime)
+                if row["status"] == "ok":
+                    self._export_transcript(entry, perceived, transcript_names)
+                results.append(row)
+                if row["status"] == "ok":
+                    self.summary.ok += 1
+                    progress.ok += 1
+                else:
+                    self.summary.failed += 1
+                    progress.failed += 1
+                progress.done += 1
+                progress.current, progress.last_row = entry.rel, row
+                self._report(progress, start)
+            if self.stop.is_set():
+                break
+
+    def _report(self, progress: Progress, start: float) -> None:
+        progress.elapsed = time.monotonic() - start
+        if self.progress_callback is not None:
+            self.progress_callback(progress)
+
+    # -- transcripts ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _transcript_names(todo: list[FileEntry]) -> Counter:
+        return Counter((str(Path(e.rel).parent), Path(e.rel).stem) for e in todo if e.modality == "audio")
+
+    def _export_transcript(self, entry: FileEntry, perceived: Perception, names: Counter) -> None:
+        """TXT and SRT beside where the recording sits in the input tree (rec.wav and rec.mp3: rec.wav.txt)."""
+        if self.options.transcripts_dir is None or perceived.transcript is None:
+            return
+        from .fileio import atomic_write_text
+
+        rel = Path(entry.rel)
+        clash = names[(str(rel.parent), rel.stem)] > 1
+        base = Path(self.options.transcripts_dir) / rel.parent / (rel.name if clash else rel.stem)
+        atomic_write_text(base.with_name(base.name + ".txt"), perceived.transcript.to_txt())
+        atomic_write_text(base.with_name(base.name + ".srt"), perceived.transcript.to_srt())
+
+    # -- watching ---------------------------------------------------------------------------------------------
+
+    def watch(self, settle_seconds: float = 1.0, on_idle: Callable[[], None] | None = None) -> BatchSummary:
+        """Keep processing new or changed files until `stop` is set (Ctrl+C in the CLI).
+
+        A file being copied in fires many events; it is processed once its size and mtime have stayed the
+        same for `settle_seconds`, then the folder is walked again so globs and skip rules apply as in run().
+        """
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        events: queue.Queue[str] = queue.Queue()
+        # The run's own writes (results, transcripts) must not wake it up again.
+        own = [self.out.resolve()] + ([Path(self.options.transcripts_dir).resolve()]
+                                      if self.options.transcripts_dir is not None else [])
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event) -> None:
+                if event.event_type not in ("created", "modified", "moved", "closed"):
+                    return
+                path = Path(os.fsdecode(getattr(event, "dest_path", "") or event.src_path)).resolve()
+                if not any(path == p or path.is_relative_to(p) for p in own):
+                    events.put(str(path))
+
+        observer = Observer()
+        observer.schedule(Handler(), str(self.in_dir), recursive=self.options.recursive)
+        observer.start()
+        start = time.monotonic()
+        try:
+            # Files that changed between run() and the observer's start are caught by the first rescan.
+            dirty = True
+            last_event = time.monotonic()
+            while not self.stop.is_set():
+                try:
+                    events.get(timeout=0.2)
+                    dirty, last_event = True, time.monotonic()
+                    continue
+                except queue.Empty:
+                    pass
+                if dirty and time.monotonic() - last_event >= settle_seconds:
+                    dirty = False
+                    self._rescan(start)
+                    if on_idle is not None:
+                        on_idle()
+        finally:
+            observer.stop()
+            observer.join(timeout=5)
+        self.summary.seconds = time.monotonic() - start
+        return self.summary
+
+    def _rescan(self, start: float) -> None:
+        with ResultsFile(self.out, columns_for(self.tasks), resume=True) as results:
+            todo = self._plan(self._walk(), results, count=False)
+            if todo:
+                self._process(todo, results, start)
+
+
+def run_batch(in_dir: Path | str, out: Path | str, options: BatchOptions | None = None,
+              runtime: Runtime | None = None, progress: Callable[[Progress], None] | None = None,
+              stop: threading.Event | None = None) -> BatchSummary:
+    """Process every file under `in_dir` once (resuming an earlier run) and return the summary."""
+    return BatchRun(in_dir, out, options, runtime, progress, stop).run()
+
+
+def read_results(path: Path | str) -> list[dict[str, Any]]:
+    """The rows of a results file (JSONL as dicts; CSV as flat dicts of strings)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".csv":
+        return list(csv.DictReader(io.StringIO(text)))
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

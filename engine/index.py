@@ -1,0 +1,453 @@
+"""A searchable index of a folder: one SQLite file per folder, kept in the app's data folder (never in the
+user's folder), holding per file its path, size, mtime, content hash, modality, fused 384-d vector, OCR text
+and transcript.
+
+    index = FolderIndex("~/Archive")
+    index.update()                       # only new or changed files are encoded
+    index.search("invoice from harbor supplies", top=10, modality="image")
+
+Updates are incremental: a file whose size and mtime are unchanged is not read at all; a changed file is
+hashed, and a known hash is reused instead of encoding (a rename or a copy costs one hash, not a model run);
+files gone from the folder are pruned. The schema carries a version and is upgraded step by step.
+
+Search loads the vectors once into one numpy matrix (one query) and ranks with a matrix-vector product:
+100k items take milliseconds after that load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .errors import FusionDeskError, InputFileError
+from .folder import FileEntry, Progress, Skipped, fused_vectors, perceive_stream, walk
+from .perceive import Perceiver, Perception, PerceptionOptions
+from .runtime import Runtime, get_runtime
+
+MODALITIES = ("image", "audio", "text")
+INDEX_SUFFIX = ".sqlite"
+
+
+def _v1_items(con: sqlite3.Connection) -> None:
+    con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.execute("""
+        CREATE TABLE items (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,   -- relative to the folder, forward slashes
+            size INTEGER NOT NULL,
+            mtime REAL NOT NULL,
+            hash TEXT NOT NULL,          -- sha256 of the content: recognises renames and copies
+            modality TEXT,
+            vector BLOB,                 -- float32 fused vector; NULL when nothing could be perceived
+            ocr_text TEXT,
+            transcript TEXT,
+            error TEXT                   -- why the file could not be used (kept, so it is not retried unchanged)
+        )""")
+
+
+def _v2_embedding_space(con: sqlite3.Connection) -> None:
+    # Vectors from another model bundle live in another space: record which bundle made each one so that
+    # an update after a model change re-encodes instead of mixing spaces.
+    con.execute("ALTER TABLE items ADD COLUMN space TEXT NOT NULL DEFAULT ''")
+    con.execute("CREATE INDEX items_hash ON items(hash)")
+
+
+# MIGRATIONS[n] takes a database from schema version n to n + 1.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_items, _v2_embedding_space]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(con: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Bring the database to `target`, one step per transaction; returns the version found."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = con.execute("SELECT version FROM schema_version").fetchone()
+    found = row[0] if row else 0
+    if found > SCHEMA_VERSION:
+        raise FusionDeskError(f"this index was made by a newer FusionDesk (schema {found}, this one reads up to "
+                              f"{SCHEMA_VERSION}): update the app, or delete the index to rebuild it")
+    for version in range(found, target):
+        con.execute("BEGIN")
+        try:
+            MIGRATIONS[version](con)
+            con.execute("DELETE FROM schema_version")
+            con.execute("INSERT INTO schema_version (version) VALUES (?)", (version + 1,))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return found
+
+
+def indexes_dir() -> Path:
+    from .settings import data_dir
+
+    return data_dir() / "indexes"
+
+
+def index_path_for(folder: Path | str) -> Path:
+    """One index file per folder, named by a hash of its absolute path (any characters, any length)."""
+    key = hashlib.sha256(str(Path(folder).expanduser().resolve()).encode("utf-8")).hexdigest()[:20]
+    return indexes_dir() / f"{key}{INDEX_SUFFIX}"
+
+
+def file_hash(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+@dataclass
+class Hit:
+    path: str  # absolute
+    rel: str
+    score: float
+    modality: str
+    ocr_text: str = ""
+    transcript: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "score": round(self.score, 4), "modality": self.modality}
+
+
+@dataclass
+class UpdateSummary:
+    added: int = 0
+    changed: int = 0
+    renamed: int = 0
+    copied: int = 0  # same content as a file already indexed: its vector reused
+    unchanged: int = 0
+    deleted: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+class FolderIndex:
+    """The index of one folder. Thread-safe: the UI searches while an update runs."""
+
+    def __init__(self, folder: Path | str, path: Path | str | None = None):
+        self.root = Path(folder).expanduser().resolve()
+        self.path = Path(path) if path is not None else index_path_for(self.root)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._lock = threading.RLock()
+        self._matrix: tuple[np.ndarray, list[str], np.ndarray] | None = None
+        with self._lock:
+            self._con.execute("PRAGMA journal_mode=WAL")  # readers (search) do not wait for an update
+            migrate(self._con)
+            self._con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('root', ?)", (str(self.root),))
+
+    @staticmethod
+    def existing(folder: Path | str) -> "FolderIndex":
+        """The index of a folder that has been indexed; a clear error if it has not."""
+        path = index_path_for(folder)
+        if not path.is_file():
+            raise FusionDeskError(f"{folder} has not been indexed yet: run `fusiondesk index {folder}` first")
+        return FolderIndex(folder, path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    def __enter__(self) -> "FolderIndex":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._con.execute("BEGIN")
+            try:
+                yield self._con
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._con.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+    def items(self) -> list[dict[str, Any]]:
+        """Every row without its vector (for tests, the UI and scripts)."""
+        with self._lock:
+            cursor = self._con.execute("SELECT path, size, mtime, hash, modality, vector IS NOT NULL, ocr_text, "
+                                       "transcript, error, space FROM items ORDER BY path")
+            names = ["path", "size", "mtime", "hash", "modality", "has_vector", "ocr_text", "transcript", "error", "space"]
+            return [dict(zip(names, row)) for row in cursor]
+
+    # -- update -----------------------------------------------------------------------------------------------
+
+    def update(self, runtime: Runtime | None = None, workers: int = 4, batch_size: int = 16, language: str = "en",
+               progress: Callable[[Progress], None] | None = None, stop: threading.Event | None = None) -> UpdateSummary:
+        """Bring the index in line with the folder: encode new and changed files, move renamed ones, prune the rest."""
+        from .tasks import speech_model_for
+
+        runtime = runtime or get_runtime()
+        space = runtime.bundle.bundle_version
+        start = time.monotonic()
+        summary = UpdateSummary()
+        found = []
+        for item in walk(self.root):
+            if isinstance(item, Skipped):
+                summary.skipped += 1
+            else:
+                found.append(item)
+        todo = self._reconcile(found, space, summary)
+        options = PerceptionOptions(ocr=True, speech_model=speech_model_for(language), language=language)
+        perceiver = Perceiver(runtime, options, decode_workers=workers)
+        state = Progress(total=len(todo), skipped=summary.skipped, resumed=summary.unchanged)
+        hashes = dict(todo)
+        for batch in perceive_stream([entry for entry, _ in todo], perceiver, workers, batch_size, stop=stop):
+            vectors = fused_vectors([p for _, p in batch], runtime)
+            with self._transaction() as con:
+                for (entry, perceived), vector in zip(batch, vectors):
+                    self._store(con, entry, hashes[entry], perceived, vector, space)
+                    failed = isinstance(perceived, InputFileError)
+                    summary.failed += failed
+                    state.failed += failed
+                    state.ok += not failed
+                    state.done += 1
+                    state.current = entry.rel
+            state.elapsed = time.monotonic() - start
+            if progress is not None:
+                progress(state)
+        self._matrix = None
+        summary.seconds = time.monotonic() - start
+        return summary
+
+    def _reconcile(self, found: list[FileEntry], space: str, summary: UpdateSummary) -> list[tuple[FileEntry, str]]:
+        """Apply renames, copies, touches and deletions at once; return the files that need encoding (+ hash)."""
+        with self._lock:
+            known = {row[0]: row[1:] for row in self._con.execute("SELECT path, id, size, mtime, hash, space FROM items")}
+        on_disk = {entry.rel for entry in found}
+        gone = {rel: row for rel, row in known.items() if rel not in on_disk}
+        gone_by_hash = {row[3]: rel for rel, row in gone.items() if row[4] == space}
+        todo: list[tuple[FileEntry, str]] = []
+        with self._transaction() as con:
+            for entry in found:
+                row = known.get(entry.rel)
+                if row is not None and row[1] == entry.size and row[2] == entry.mtime and row[4] == space:
+                    summary.unchanged += 1
+                    continue
+                try:
+                    digest = file_hash(entry.path) if entry.problem is None else ""
+                except OSError as exc:
+                    entry = FileEntry(entry.path, entry.rel, entry.size, entry.mtime, entry.modality,
+                                      f"cannot read the file ({exc.strerror or exc})")
+                    digest = ""
+                if row is not None and digest and row[3] == digest and row[4] == space:
+                    con.execute("UPDATE items SET size = ?, mtime = ? WHERE id = ?", (entry.size, entry.mtime, row[0]))
+                    summary.unchanged += 1  # touched, or copied back: same content, same vector
+                    continue
+                if row is None and digest in gone_by_hash:
+                    old = gone.pop(gone_by_hash.pop(digest))
+                    con.execute("UPDATE items SET path = ?, size = ?, mtime = ? WHERE id = ?",
+                                (entry.rel, entry.size, entry.mtime, old[0]))
+                    summary.renamed += 1
+                    continue
+                if row is None and digest and self._copy_from_hash(con, entry, digest, space):
+                    summary.copied += 1
+                    continue
+                if row is None:
+                    summary.added += 1
+                else:
+                    summary.changed += 1
+                todo.append((entry, digest))
+            for rel in gone:
+                con.execute("DELETE FROM items WHERE path = ?", (rel,))
+                summary.deleted += 1
+        return todo
+
+    @staticmethod
+    def _copy_from_hash(con: sqlite3.Connection, entry: FileEntry, digest: str, space: str) -> bool:
+        source = con.execute("SELECT modality, vector, ocr_text, transcript, error FROM items "
+                             "WHERE hash = ? AND space = ? LIMIT 1", (digest, space)).fetchone()
+        if source is None:
+            return False
+        con.execute("INSERT INTO items (path, size, mtime, hash, modality, vector, ocr_text, transcript, error, space) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (entry.rel, entry.size, entry.mtime, digest, *source, space))
+        return True
+
+    @staticmethod
+    def _store(con: sqlite3.Connection, entry: FileEntry, digest: str, perceived: Perception | InputFileError,
+               vector: np.ndarray | None, space: str) -> None:
+        if isinstance(perceived, InputFileError):
+            values = (entry.modality, None, None, None, perceived.problem)
+        else:
+            ocr = perceived.ocr.text if perceived.ocr is not None else None
+            heard = perceived.transcript.text if perceived.transcript is not None else None
+            text = perceived.text if perceived.modality == "text" else None
+            blob = np.asarray(vector, dtype=np.float32).tobytes() if vector is not None else None
+            # Text notes keep their text in ocr_text's place: the one "text found in the file" snippet column.
+            values = (perceived.modality, blob, ocr if text is None else text[:20000], heard, None)
+        con.execute(
+            "INSERT INTO items (path, size, mtime, hash, modality, vector, ocr_text, transcript, error, space) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size = excluded.size, "
+            "mtime = excluded.mtime, hash = excluded.hash, modality = excluded.modality, vector = excluded.vector, "
+            "ocr_text = excluded.ocr_text, transcript = excluded.transcript, error = excluded.error, "
+            "space = excluded.space",
+            (entry.rel, entry.size, entry.mtime, digest, *values, space))
+
+    # -- search -----------------------------------------------------------------------------------------------
+
+    def matrix(self) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """(vectors [N, D] float32, relative paths, modalities) of every item with a vector; loaded once."""
+        with self._lock:
+            if self._matrix is None:
+                rows = self._con.execute("SELECT path, modality, vector FROM items WHERE vector IS NOT NULL").fetchall()
+                if rows:
+                    dim = len(rows[0][2]) // 4
+                    vectors = np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32).reshape(len(rows), dim)
+                else:
+                    vectors = np.zeros((0, 0), dtype=np.float32)
+                self._matrix = (vectors, [row[0] for row in rows], np.array([row[1] or "" for row in rows], dtype=str))
+            return self._matrix
+
+    def search_vector(self, vector: np.ndarray, top: int = 10, modality: str | None = None,
+                      exclude: set[str] = frozenset()) -> list[Hit]:
+        vectors, rels, modalities = self.matrix()
+        if not len(rels):
+            return []
+        scores = vectors @ np.asarray(vector, dtype=np.float32)
+        if modality is not None:
+            scores = np.where(modalities == modality, scores, -np.inf)
+        for rel in exclude:
+            if rel in rels:
+                scores[rels.index(rel)] = -np.inf
+        count = min(top, int(np.isfinite(scores).sum()))
+        if count <= 0:
+            return []
+        best = np.argpartition(-scores, count - 1)[:count]
+        best = best[np.argsort(-scores[best])]
+        return self._hits([(rels[i], float(scores[i]), str(modalities[i])) for i in best])
+
+    def _hits(self, ranked: list[tuple[str, float, str]]) -> list[Hit]:
+        with self._lock:
+            hits = []
+            for rel, score, modality in ranked:
+                ocr, heard = self._con.execute("SELECT ocr_text, transcript FROM items WHERE path = ?", (rel,)).fetchone()
+                hits.append(Hit(str(self.root / rel), rel, score, modality, ocr or "", heard or ""))
+            return hits
+
+    def stored_vector(self, path: Path) -> tuple[str, np.ndarray] | None:
+        """(rel, vector) when `path` is an indexed file of this folder whose content is unchanged."""
+        try:
+            resolved = path.resolve()
+            rel = resolved.relative_to(self.root).as_posix()
+            info = resolved.stat()
+        except (ValueError, OSError):
+            return None
+        with self._lock:
+            row = self._con.execute("SELECT vector FROM items WHERE path = ? AND size = ? AND mtime = ?",
+                                    (rel, info.st_size, info.st_mtime)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return rel, np.frombuffer(row[0], dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+
+
+def known_indexes() -> list[Path]:
+    """The folders that have an index, from each index's own record of its folder."""
+    folders = []
+    for path in sorted(indexes_dir().glob(f"*{INDEX_SUFFIX}")):
+        try:
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                row = con.execute("SELECT value FROM meta WHERE key = 'root'").fetchone()
+            finally:
+                con.close()
+        except sqlite3.Error:
+            continue  # a half-created or foreign file: not ours to judge
+        if row is not None:
+            folders.append(Path(row[0]))
+    return folders
+
+
+def query_vector(query: str, runtime: Runtime | None = None) -> np.ndarray:
+    from .text import embed_texts
+
+    if not query.strip():
+        raise FusionDeskError("the search query is empty")
+    return embed_texts([query], runtime=runtime or get_runtime())[0]
+
+
+def file_vector(path: Path | str, indexes: list[FolderIndex], runtime: Runtime | None = None) -> tuple[np.ndarray, Path]:
+    """The vector of a file for `--like`: the index's own when it is indexed and unchanged, else encoded now.
+
+    Also returns the file's absolute path, to leave it out of the results (a file is most like itself)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "no such file")
+    for index in indexes:
+        stored = index.stored_vector(path)
+        if stored is not None:
+            return stored[1], path.resolve()
+    runtime = runtime or get_runtime()
+    (perceived,) = Perceiver(runtime).perceive_files([path])
+    if isinstance(perceived, InputFileError):
+        raise perceived
+    (vector,) = fused_vectors([perceived], runtime)
+    if vector is None:
+        raise InputFileError(path, "nothing to compare: no speech, text or recognisable content found")
+    return vector, path.resolve()
+
+
+def search(
+    query: str | None = None,
+    like: Path | str | None = None,
+    folders: list[Path] | None = None,
+    top: int = 10,
+    modality: str | None = None,
+    runtime: Runtime | None = None,
+    indexes: list[FolderIndex] | None = None,
+) -> list[Hit]:
+    """Rank the files of the given indexed folders (default: every indexed folder) against a text query or a file.
+
+    `indexes`: already open indexes to search instead (the UI keeps them open, so the matrices stay loaded)."""
+    if modality is not None and modality not in MODALITIES:
+        raise FusionDeskError(f"unknown modality {modality!r}: choose one of {', '.join(MODALITIES)}")
+    if (query is None) == (like is None):
+        raise FusionDeskError("search needs either a text query or --like FILE")
+    owned = indexes is None
+    if indexes is None:
+        indexes = open_indexes(folders)
+    try:
+        itself: Path | None = None
+        if like is not None:
+            vector, itself = file_vector(like, indexes, runtime)
+        else:
+            vector = query_vector(query or "", runtime)
+        hits: list[Hit] = []
+        for index in indexes:
+            exclude = {itself.relative_to(index.root).as_posix()} if itself and itself.is_relative_to(index.root) else set()
+            hits.extend(index.search_vector(vector, top, modality, exclude))
+        return sorted(hits, key=lambda hit: -hit.score)[:top]
+    finally:
+        if owned:
+            for index in indexes:
+                index.close()
+
+
+def open_indexes(folders: list[Path] | None = None) -> list[FolderIndex]:
+    """The indexes of the given folders (each must be indexed), or of every indexed folder."""
+    if folders:
+        return [FolderIndex.existing(folder) for folder in folders]
+    indexes = [FolderIndex(folder, index_path_for(folder)) for folder in known_indexes()]
+    if not indexes:
+        raise FusionDeskError("nothing is indexed yet: run `fusiondesk index DIR` first")
+    return indexes
