@@ -158,8 +158,13 @@ def test_no_display_prints_the_address(tmp_path):
     app = subprocess.Popen([sys.executable, "-m", "desktop"], cwd=ROOT, env=_app_env(None), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     try:
-        line = app.stdout.readline()
-        url = line.split(" at ")[1].split()[0]
+        seen = []
+        for line in app.stdout:  # other libraries may print first; the app's own line names the address
+            seen.append(line)
+            if "FusionDesk is running at" in line:
+                break
+        assert seen and "FusionDesk is running at" in seen[-1], ("".join(seen), app.poll())
+        url = seen[-1].split(" at ")[1].split()[0]
         assert url.startswith("http://127.0.0.1:")
         assert urllib.request.urlopen(url, timeout=10).status == 200
     finally:
