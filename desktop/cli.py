@@ -7,6 +7,7 @@ answers at once.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -19,6 +20,10 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 EXIT_OK, EXIT_FILE_FAILED, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3
+
+# Modules that add their own commands (kept light: they import heavy libraries only inside handlers).
+COMMAND_MODULES: list[str] = ["desktop.app_commands", "desktop.folder_commands", "desktop.scene_commands",
+                              "desktop.translate_commands", "desktop.teach_commands"]
 
 
 def _print_json(data) -> None:
@@ -141,7 +146,7 @@ def cmd_classify(args) -> int:
     labels = _labels_from(args)
     runtime = _runtime(args)
     records = classify_files(args.files, labels=labels, top_k=args.top, options=_perception_options(args, labels),
-                             runtime=runtime)
+                             runtime=runtime, head=args.head)
     if args.json:
         _print_json(records)
     else:
@@ -151,7 +156,7 @@ def cmd_classify(args) -> int:
                 continue
             print(f"{record['file']} ({record['modality']})")
             for item in record["labels"]:
-                bar = "█" * max(1, round(item["score"] * 20))
+                bar = "█" * round(item["score"] * 20)
                 print(f"  {item['score']:6.1%} {bar:20} {item['label']}")
             if not record["labels"]:
                 print("  (nothing recognisable: no speech, text or image content)")
@@ -286,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--labels", help='your own zero-shot labels, comma-separated: "invoice, receipt, letter"')
     group.add_argument("--labels-file", help="a file with one label per line")
+    group.add_argument("--head", metavar="NAME", help="a head you taught with `fusiondesk train` (see `fusiondesk heads`)")
     p.add_argument("--top", type=int, default=5, help="how many labels to show (default 5)")
     p.add_argument("--no-ocr", action="store_true", help="do not read text inside images")
     p.add_argument("--language", default="en", help="speech language: en (default), auto, or a code such as de")
@@ -295,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="AUDIO")
     p.add_argument("--language", default="en", help="en (default, fast English model), auto (detect), or a code")
     p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy, default; 5 = slower, sometimes better)")
+    p.add_argument("--translate", action="store_true", help="English text from speech in any language Whisper knows")
     p.add_argument("--srt", metavar="OUT", help="write subtitles (a file, or a folder for several inputs)")
     p.add_argument("--vtt", metavar="OUT", help="write WebVTT subtitles")
     p.add_argument("--txt", metavar="OUT", help="write plain text")
@@ -316,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("embed", cmd_embed, "print each file's vector in the shared 384-d space (for scripts)")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--json", action="store_true")
+
+    # Command groups that live in their own modules (the app, folder mode, teach...): each module has
+    # add_commands(command), where command(name, handler, help) returns the new subparser.
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_commands(command)
     return parser
 
 
@@ -323,8 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return EXIT_OK
+        from desktop.app_commands import cmd_open_app
+
+        args.handler = cmd_open_app  # no command: the app itself, in its window
     if args.command == "describe" and not args.files and not args.text:
         parser.error("describe needs at least one FILE or --text")
     from engine.errors import FusionDeskError

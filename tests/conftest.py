@@ -67,7 +67,8 @@ def speak(text: str, path: Path, voice: str = "en-us", wpm: int = 135, rate: int
     """espeak-ng speech as a WAV file at the given sample rate (sox resamples)."""
     raw = path.with_suffix(".espeak.wav")
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(path)], check=True)
+    # -D: no dither, so the same text always gives the same bytes (tests cache peer results by content)
+    subprocess.run(["sox", str(raw), "-D", "-r", str(rate), "-c", "1", "-b", "16", str(path)], check=True)
     raw.unlink()
     return path
 
