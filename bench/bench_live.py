@@ -3,7 +3,8 @@ text is ready after the speaker stops.
 
 1. Webcam labels per second, end to end: the app served on 127.0.0.1, headless Chromium with a fake camera
    (a 30 fps Y4M feed of scikit-image photos), Gradio's streaming webcam input; counted from the frames the
-   page reports as labelled over a fixed time. Also the classifier alone on the same frames, for comparison.
+   page reports as labelled over a fixed time: labels only, with object boxes drawn, and with boxes plus a
+   blurred background. Also the classifier alone on the same frames, for comparison.
 2. Phrase delay: espeak-ng sentences, separated by pauses, fed to the Live tab's phrase transcriber in
    real time, in the chunk size the browser microphone sends; the delay is from the moment the last
    spoken sample arrived to the moment the phrase's text was ready (voice activity must first hear the
@@ -97,7 +98,7 @@ def bench_classifier_alone(frames: int = 60) -> dict:
     return {"frames": frames, "labels_per_s": round(frames / (time.monotonic() - start), 1)}
 
 
-def bench_webcam_in_browser(seconds: float) -> dict:
+def bench_webcam_in_browser(seconds: float, boxes: bool = False, background: str = "keep") -> dict:
     from playwright.sync_api import sync_playwright
     from skimage import data
 
@@ -113,6 +114,10 @@ def bench_webcam_in_browser(seconds: float) -> dict:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_flags(video=camera))
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(url)
+            if boxes:
+                page.locator("#live-boxes input").check()
+            if background != "keep":
+                page.locator("#live-background").get_by_text(background.capitalize(), exact=True).click()
             page.get_by_text("Click to Access Webcam").click()
             page.get_by_role("button", name="capture photo").click()
             page.locator("#live-fps").get_by_text("frames per second").wait_for(timeout=30_000)
@@ -124,65 +129,127 @@ def bench_webcam_in_browser(seconds: float) -> dict:
             browser.close()
     finally:
         app.close()
-    return {"seconds": round(t1 - t0, 1), "frames_labelled": last - first,
+    return {"boxes": boxes, "background": background, "seconds": round(t1 - t0, 1), "frames_labelled": last - first,
             "labels_per_s": round((last - first) / (t1 - t0), 1), "page_shows": shown.strip()}
 
 
-def take_screenshots(folder: Path) -> list[str]:
-    """The main tabs in use, for the README: Live (fake camera running), Files (a photo, a recording, a scan
-    and a broken file analysed), Models & settings."""
+def choose(page, label: str, option: str) -> None:
+    page.get_by_label(label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def screenshot_inputs(work: Path) -> dict[str, Path]:
+    """What the screenshots show: real photos, an espeak-ng voice note, a rendered invoice, a broken file, and
+    a Teach workspace (crops of two photos) in a throwaway data folder."""
+    import os
+
     from PIL import Image, ImageDraw, ImageFont
-    from playwright.sync_api import sync_playwright
     from skimage import data
-
-    from desktop.ui import launch
-    from media import CHROMIUM, chromium_flags, write_y4m
-
-    folder.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="fusiondesk-shots-"))
-    camera = write_y4m(work / "camera.y4m", [data.coffee()], seconds_each=1.0, fps=30, size=(640, 480))
-    Image.fromarray(data.chelsea()).save(work / "chelsea.jpg", quality=92)
-    speech_samples = speech(SENTENCES[1], work)
     import soundfile as sf
 
-    sf.write(work / "voice-note.wav", np.concatenate([np.zeros(8000, np.float32), speech_samples]), 16000)
+    os.environ["FUSIONDESK_DATA_DIR"] = str(work / "data")  # never the person's own heads and results
+    os.environ["FUSIONDESK_CONFIG_DIR"] = str(work / "config")
+    archive = work / "archive"
+    archive.mkdir()
+    Image.fromarray(data.chelsea()).save(archive / "chelsea.jpg", quality=92)
+    Image.fromarray(data.coffee()).save(archive / "coffee.jpg", quality=92)
+    Image.fromarray(data.stereo_motorcycle()[0]).save(archive / "motorcycle.jpg", quality=92)
+    sf.write(archive / "voice-note.wav", np.concatenate([np.zeros(8000, np.float32), speech(SENTENCES[1], work)]), 16000)
     scan = Image.new("RGB", (900, 260), "white")
     font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 40)
     draw = ImageDraw.Draw(scan)
     draw.text((40, 40), "INVOICE 2024-117", fill="black", font=font)
     draw.text((40, 140), "Total due: 1,250.00 EUR", fill="black", font=font)
-    scan.save(work / "scan.png")
+    scan.save(archive / "scan.png")
     (work / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+
+    from desktop.ui_teach import add_class, workspace
+
+    rng = np.random.default_rng(0)
+    for name, photo in (("my cat", data.chelsea()), ("my coffee", data.coffee())):
+        add_class("my-head", name)
+        image = Image.fromarray(photo)
+        for i in range(6):
+            side = int(min(image.size) * rng.uniform(0.5, 0.9))
+            x, y = (int(rng.integers(0, s - side + 1)) for s in image.size)
+            image.crop((x, y, x + side, y + side)).resize((224, 224)).save(workspace("my-head") / name / f"{i}.jpg")
+    return {"archive": archive, "broken": work / "broken.jpg"}
+
+
+def take_screenshots(folder: Path) -> list[str]:
+    """The tabs in use, for the README: Live (fake camera, object boxes on, a fused answer), Files (photos with
+    boxes and person masks, a recording translated into Portuguese, a scan, a broken file), Teach (a head
+    trained on webcam-like crops), Folder (a batch run), Search (a query over the indexed folder), Models."""
+    from playwright.sync_api import sync_playwright
+    from skimage import data
+
+    from media import CHROMIUM, chromium_flags, write_y4m
+
+    folder.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="fusiondesk-shots-"))
+    inputs = screenshot_inputs(work)
+    camera = write_y4m(work / "camera.y4m", [data.coffee()], seconds_each=1.0, fps=30, size=(640, 480))
+    from desktop.ui import launch
+
     app, url = launch()
     shots = []
+
+    def shot(page, name: str) -> None:
+        page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+        shots.append(str(folder / f"{name}.png"))
+
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_flags(video=camera))
             page = browser.new_page(viewport={"width": 1280, "height": 1100})
             page.set_default_timeout(60_000)
             page.goto(url)
+            page.locator("#live-boxes input").check()
             page.get_by_text("Click to Access Webcam").click()
             page.get_by_role("button", name="capture photo").click()
             page.locator("#live-fps").get_by_text("frames per second").wait_for()
-            time.sleep(3)
+            page.locator("#live-objects").get_by_text("cup").wait_for()
             page.get_by_label("Prompt (optional)").fill("Is this the coffee I ordered?")
             page.get_by_role("button", name="Fuse frame + words + prompt").click()
             page.locator("#live-answer").get_by_text("Best match").wait_for()
-            page.screenshot(path=str(folder / "live.png"), full_page=True)
-            shots.append(str(folder / "live.png"))
+            shot(page, "live")
+            page.goto(url)  # a fresh page: the camera stream stops and leaves the cores to the other tabs
+            page.get_by_text("FusionDesk", exact=True).first.wait_for()
+
             page.get_by_role("tab", name="Files").click()
-            files = [work / n for n in ("chelsea.jpg", "voice-note.wav", "scan.png", "broken.jpg")]
+            archive = inputs["archive"]
+            files = [archive / n for n in ("motorcycle.jpg", "voice-note.wav", "scan.png")] + [inputs["broken"]]
+            choose(page, "Translate transcripts and text into", "Portuguese")
             page.locator("#files-input input[type=file]").set_input_files([str(f) for f in files])
             for f in files:
                 page.locator("#files-input").get_by_text(f.stem).first.wait_for()
             page.locator("#files-run").click()
             page.locator("#files-status").get_by_text("files analysed").wait_for()
-            page.screenshot(path=str(folder / "files.png"), full_page=True)
-            shots.append(str(folder / "files.png"))
+            shot(page, "files")
+
+            page.get_by_role("tab", name="Teach").click()
+            page.get_by_role("button", name="Train", exact=True).click()
+            page.get_by_text("cross-validated accuracy").wait_for()
+            shot(page, "teach")
+
+            page.get_by_role("tab", name="Folder").click()
+            page.get_by_label("Folder", exact=True).fill(str(archive))
+            page.get_by_role("button", name="Run", exact=True).click()
+            page.get_by_text(re.compile(r"Done in [\d.]+ s")).wait_for()
+            shot(page, "folder")
+
+            page.get_by_role("tab", name="Search").click()
+            page.get_by_label("Folder (empty: search every indexed folder)").fill(str(archive))
+            page.get_by_role("button", name="Index this folder").click()
+            page.get_by_text(re.compile(r"Indexed \d+ files")).wait_for()
+            page.get_by_label("Search", exact=True).fill("a cup of coffee")
+            page.get_by_role("button", name="Search", exact=True).click()
+            page.get_by_text("coffee.jpg").first.wait_for()
+            shot(page, "search")
+
             page.get_by_role("tab", name="Models & settings").click()
-            time.sleep(1.5)
-            page.screenshot(path=str(folder / "models.png"), full_page=True)
-            shots.append(str(folder / "models.png"))
+            page.locator("#models-licenses").get_by_text("UNCONFIRMED").first.wait_for()
+            shot(page, "models")
             browser.close()
     finally:
         app.close()
@@ -206,9 +273,11 @@ def main() -> int:
     report = {"cpu_count": os.cpu_count(), "onnxruntime": ort.__version__}
     report["classifier_alone"] = bench_classifier_alone()
     print(f"classifier alone: {report['classifier_alone']['labels_per_s']} frames/s", flush=True)
-    report["webcam_in_browser"] = bench_webcam_in_browser(args.seconds)
-    print(f"webcam in the browser: {report['webcam_in_browser']['labels_per_s']} labelled frames/s "
-          f"(page shows: {report['webcam_in_browser']['page_shows']})", flush=True)
+    for key, boxes, background in (("webcam_in_browser", False, "keep"), ("webcam_with_boxes", True, "keep"),
+                                   ("webcam_with_boxes_and_blur", True, "blur")):
+        report[key] = bench_webcam_in_browser(args.seconds, boxes=boxes, background=background)
+        print(f"webcam in the browser (boxes {'on' if boxes else 'off'}, background {background}): "
+              f"{report[key]['labels_per_s']} labelled frames/s (page shows: {report[key]['page_shows']})", flush=True)
     for chunk in (0.1, 0.2):
         result = bench_phrase_delay(chunk)
         report[f"phrase_delay_chunk_{chunk}s"] = result

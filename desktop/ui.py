@@ -1,7 +1,9 @@
 """The app's interface: a Gradio Blocks page served on 127.0.0.1 (shown in the native window or a browser).
 
-Tabs: Live (webcam labels, microphone transcription, a fused answer), Files (any mix of images, recordings
-and texts), the optional tabs other modules provide (folder, search, teach) when they are installed, and
+Tabs: Live (webcam labels or a trained head's classes, optional object boxes and background blur/removal,
+microphone transcription with its translation, a fused answer), Files (any mix of images, recordings and texts,
+with object boxes, person masks and translations side by side), the optional tabs other modules provide (folder,
+search, teach) when they are installed, and
 Models & settings. Every handler calls the engine's public API with the process-wide runtime, so model
 sessions are created once and shared by all requests; every handler turns failures into a message a person
 can read (gr.Error or a status line), never a traceback.
@@ -48,6 +50,11 @@ CAMERA_STREAM_EVERY = 0.04  # ask for frames faster than the classifier runs: it
 LANGUAGES = [("English (fast model)", "en"), ("Detect the language", "auto"), ("German", "de"), ("French", "fr"),
              ("Spanish", "es"), ("Italian", "it"), ("Portuguese", "pt"), ("Dutch", "nl"), ("Chinese", "zh"),
              ("Japanese", "ja")]
+TRANSLATION_TARGETS = {"en": "English", "pt": "Portuguese"}  # what engine.translate can write
+NO_TRANSLATION = "none"
+BACKGROUNDS = [("Keep", "keep"), ("Blur", "blur"), ("Remove", "remove")]
+MIN_PEOPLE_SHOWN = 0.05  # share of person pixels below which the Files tab draws no people picture
+NO_HEAD = ""  # the Live tab's head choice meaning "ImageNet classes / your labels"
 
 # Tabs other modules provide: (tab title, module, function that builds the tab inside the current Blocks).
 # A module that is not installed is left out (and logged); one that is installed but broken fails loudly.
@@ -67,6 +74,9 @@ CSS = """
 .fd-fill {background: var(--color-accent); height: 100%}
 .fd-time {font-family: monospace; opacity: 0.7; white-space: nowrap; padding-right: 10px; vertical-align: top}
 .fd-muted {opacity: 0.65}
+.fd-translation {font-style: italic; padding-left: 14px; vertical-align: top}
+.fd-objects span {display: inline-block; border-radius: 4px; padding: 0 6px; margin: 2px 4px 2px 0;
+                  background: var(--neutral-200)}
 """
 
 
@@ -139,12 +149,34 @@ def clock(seconds: float) -> str:
     return f"{int(minutes):02d}:{rest:05.2f}"
 
 
+def translation_cell(item: dict) -> str:
+    """The translation column of a transcript or OCR row (empty where nothing needed translating)."""
+    if "translation" not in item:
+        return ""
+    text = item["translation"]
+    shown = esc(text) if text else '<span class="fd-muted" title="already in that language">—</span>'
+    return f'<td class="fd-translation">{shown}</td>'
+
+
 def transcript_html(segments: list[dict]) -> str:
     if not segments:
         return '<p class="fd-muted">(no speech found)</p>'
-    rows = "".join(f'<tr><td class="fd-time">{clock(s["start"])} → {clock(s["end"])}</td><td>{esc(s["text"].strip())}</td></tr>'
-                   for s in segments)
-    return f"<table>{rows}</table>"
+    rows = "".join(f'<tr><td class="fd-time">{clock(s["start"])} → {clock(s["end"])}</td><td>{esc(s["text"].strip())}</td>'
+                   f'{translation_cell(s)}</tr>' for s in segments)
+    return f'<table class="fd-transcript">{rows}</table>'
+
+
+def ocr_html(lines: list[dict]) -> str:
+    rows = "".join(f"<tr><td>{esc(line['text'])} <span class='fd-muted'>({line['score']:.2f})</span></td>"
+                   f"{translation_cell(line)}</tr>" for line in lines)
+    return f'<p><b>Text in the image</b></p><table class="fd-ocr">{rows}</table>'
+
+
+def objects_html(objects: list[dict]) -> str:
+    if not objects:
+        return '<p class="fd-objects fd-muted">Objects: none found</p>'
+    items = "".join(f"<span>{esc(o['label'])} {o['score'] * 100:.0f}%</span>" for o in objects)
+    return f'<p class="fd-objects"><b>Objects</b> {items}</p>'
 
 
 def card(title: str, body: str, error: bool = False) -> str:
@@ -161,12 +193,16 @@ def record_html(record: dict) -> str:
     if "segments" in record:
         parts.append(f'<p class="fd-muted">{record["duration"]:.1f} s · language {esc(record["language"])}</p>')
         parts.append(transcript_html(record["segments"]))
+    if "objects" in record:
+        parts.append(objects_html(record["objects"]))
+    if "person_fraction" in record:
+        parts.append(f'<p class="fd-people"><b>People</b> cover {record["person_fraction"] * 100:.0f}% of the picture</p>')
     if record.get("ocr_lines"):
-        lines = "<br>".join(f"{esc(line['text'])} <span class='fd-muted'>({line['score']:.2f})</span>"
-                            for line in record["ocr_lines"])
-        parts.append(f"<p><b>Text in the image</b><br>{lines}</p>")
+        parts.append(ocr_html(record["ocr_lines"]))
     if record.get("text_excerpt"):
-        parts.append(f"<p class='fd-muted'>{esc(record['text_excerpt'])}</p>")
+        excerpt = f"<td class='fd-muted'>{esc(record['text_excerpt'])}</td>"
+        translated = translation_cell({"translation": record["text_translation"]} if "text_translation" in record else {})
+        parts.append(f"<table class='fd-text'><tr>{excerpt}{translated}</tr></table>")
     return card(f"{name} ({record['modality']})", "".join(parts))
 
 
@@ -187,6 +223,95 @@ def draw_ocr_boxes(path: str, lines: list[dict], out_dir: Path) -> str | None:
     target = out_dir / f"{Path(path).stem}-text-boxes.png"
     image.save(target)
     return str(target)
+
+
+# -- scene pictures and translations (Files and Live) ---------------------------------------------------------------
+
+
+def translation_choice(label: str, elem_id: str) -> gr.Dropdown:
+    """The target-language choice. Without the translation pack in the bundle it says so plainly and stays off."""
+    from engine.translate import available_targets
+
+    targets = [t for t in available_targets(get_runtime()) if t in TRANSLATION_TARGETS]
+    if not targets:
+        return gr.Dropdown([("No translation", NO_TRANSLATION)], value=NO_TRANSLATION, label=label, interactive=False,
+                           info="translation is not installed: this model bundle was built without the translation pack",
+                           elem_id=elem_id)
+    choices = [("No translation", NO_TRANSLATION)] + [(TRANSLATION_TARGETS[t], t) for t in targets]
+    return gr.Dropdown(choices, value=NO_TRANSLATION, label=label, elem_id=elem_id,
+                       info="shown beside the original (English <-> Portuguese)")
+
+
+def translations(texts: list[str], target: str | None) -> list[str | None]:
+    """Each text in the target language, or None where nothing needed translating (no target chosen, an empty
+    text, a text already in that language)."""
+    from engine.translate import translate
+
+    if not target or target == NO_TRANSLATION or not texts:
+        return [None] * len(texts)
+    done = translate(texts, target=target, source="auto", runtime=get_runtime())
+    return [t.text if t.source != t.target and t.text.strip() and t.text.strip().lower() != text.strip().lower()
+            else None for t, text in zip(done, texts)]
+
+
+def add_translations(records: list[dict], target: str | None) -> None:
+    """Transcript segments, OCR lines and text excerpts get a "translation" beside them, in one batch."""
+    if not target or target == NO_TRANSLATION:
+        return
+    slots: list[tuple[dict, str, str]] = []  # (where the translation goes, under which key, the original)
+    for record in records:
+        slots += [(item, "translation", item["text"].strip()) for item in record.get("segments") or []]
+        slots += [(item, "translation", item["text"]) for item in record.get("ocr_lines") or []]
+        if record.get("text_excerpt"):
+            slots.append((record, "text_translation", record["text_excerpt"]))
+    for (holder, key, _), translated in zip(slots, translations([text for _, _, text in slots], target)):
+        holder[key] = translated
+
+
+def detections_from(objects: list[dict]):
+    from engine.scene import Detection
+
+    return [Detection(o["label"], float(o["score"]), list(o["box"])) for o in objects]
+
+
+def people_overlay(image, mask: np.ndarray):
+    """The photo with everything that is not a person dimmed: where the segmenter sees people, at a glance."""
+    from PIL import Image
+
+    from engine.scene import mask_image
+
+    dimmed = Image.eval(image, lambda v: v // 4)
+    return Image.composite(image, dimmed, mask_image(mask))
+
+
+def scene_pictures(records: list[dict], boxes: bool, people: bool, out_dir: Path) -> list[tuple[str, str]]:
+    """For each photo: its detected objects drawn as boxes, and its person mask (the share of the picture that
+    is person goes into the record). Gallery items (file, caption)."""
+    from engine.imaging import load_image
+    from engine.scene import class_names, draw_detections, person_fraction, segment
+
+    runtime = get_runtime()
+    pictures = []
+    for record in records:
+        if "error" in record or record.get("modality") != "image":
+            continue
+        image = load_image(record["file"])
+        stem, name = Path(record["file"]).stem, display_name(record["file"])
+        if boxes and "object-detector" in runtime.bundle:
+            # The classifier's perception already ran the detector: draw what it found, do not detect twice.
+            record["objects"] = record.get("evidence", {}).get("objects", [])
+            if record["objects"]:
+                drawn = draw_detections(image, detections_from(record["objects"]), class_names(runtime))
+                drawn.save(out_dir / f"{stem}-objects.jpg", quality=90)
+                pictures.append((str(out_dir / f"{stem}-objects.jpg"), f"{name}: objects"))
+        if people and "person-segmenter" in runtime.bundle:
+            mask = segment([image], runtime=runtime)[0]
+            record["person_fraction"] = round(person_fraction(mask), 4)
+            if record["person_fraction"] >= MIN_PEOPLE_SHOWN:  # a picture of nobody would only be dimmed all over
+                people_overlay(image, mask).save(out_dir / f"{stem}-people.jpg", quality=90)
+                pictures.append((str(out_dir / f"{stem}-people.jpg"),
+                                 f"{name}: people ({record['person_fraction']:.0%})"))
+    return pictures
 
 
 # -- Files tab -----------------------------------------------------------------------------------------------------
@@ -238,17 +363,21 @@ def write_downloads(records: list[dict], transcripts: dict, out_dir: Path) -> li
     files[0].write_text(json.dumps(public, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["file", "modality", "kind", "rank", "label_or_text", "score", "start", "end"])
+    writer.writerow(["file", "modality", "kind", "rank", "label_or_text", "score", "start", "end", "translation"])
     for r in public:
         if "error" in r:
-            writer.writerow([r["file"], "", "error", "", r["error"], "", "", ""])
+            writer.writerow([r["file"], "", "error", "", r["error"], "", "", "", ""])
             continue
         for rank, item in enumerate(r.get("labels") or [], 1):
-            writer.writerow([r["file"], r["modality"], "label", rank, item["label"], item["score"], "", ""])
+            writer.writerow([r["file"], r["modality"], "label", rank, item["label"], item["score"], "", "", ""])
+        for item in r.get("objects") or []:
+            writer.writerow([r["file"], r["modality"], "object", "", item["label"], item["score"], "", "", ""])
         for s in r.get("segments") or []:
-            writer.writerow([r["file"], r["modality"], "speech", "", s["text"].strip(), "", s["start"], s["end"]])
+            writer.writerow([r["file"], r["modality"], "speech", "", s["text"].strip(), "", s["start"], s["end"],
+                             s.get("translation") or ""])
         for line in r.get("ocr_lines") or []:
-            writer.writerow([r["file"], r["modality"], "text-in-image", "", line["text"], line["score"], "", ""])
+            writer.writerow([r["file"], r["modality"], "text-in-image", "", line["text"], line["score"], "", "",
+                             line.get("translation") or ""])
     files[1].write_text(buffer.getvalue(), encoding="utf-8")
     for source, transcript in transcripts.items():
         stem = Path(source).stem
@@ -268,25 +397,27 @@ def public_record(record: dict) -> dict:
 
 
 @readable_errors
-def analyse_files(files, labels_text, language, read_text, progress=gr.Progress()):
+def analyse_files(files, labels_text, language, read_text, scene=(), target=NO_TRANSLATION, progress=gr.Progress()):
     paths = [f if isinstance(f, str) else f.name for f in (files or [])]
     if not paths:
         raise gr.Error("Add some files first: photos, scans, recordings or text files.", print_exception=False)
     records, transcripts = analyse_paths(paths, parse_labels(labels_text), language or "en", bool(read_text),
                                          progress=progress)
     out_dir = results_dir()
-    boxes = []
+    scene = set(scene or ())
+    pictures = scene_pictures(records, "boxes" in scene, "people" in scene, out_dir)
+    add_translations(records, target)
     for record in records:
         if record.get("ocr_lines"):
             drawn = draw_ocr_boxes(record["file"], record["ocr_lines"], out_dir)
             if drawn:
-                boxes.append((drawn, display_name(record["file"])))
+                pictures.append((drawn, f"{display_name(record['file'])}: text"))
     failed = [r for r in records if "error" in r]
     status = f"{len(records) - len(failed)} of {len(records)} files analysed"
     if failed:
         status += " · could not use: " + "; ".join(f"{display_name(r['file'])} ({r['error']})" for r in failed)
     page = "".join(record_html(r) for r in records)
-    return page, boxes, write_downloads(records, transcripts, out_dir), status
+    return page, pictures, write_downloads(records, transcripts, out_dir), status
 
 
 # -- API endpoints (same records as the CLI's --json) -------------------------------------------------------------
@@ -335,15 +466,18 @@ def api_describe(files, text, labels_text):
 # -- Live tab ------------------------------------------------------------------------------------------------------
 
 
-def frame_labels(image, labels: list[str], top_k: int) -> list[tuple[str, float]]:
-    """One webcam frame -> its top labels: ImageNet classes, or the user's labels through the fusion head.
-    Live frames skip OCR and object detection (each costs several times the classifier): the fused answer
-    below runs the full perception on the frame it is given."""
+def frame_labels(image, labels: list[str], top_k: int, head=None) -> list[tuple[str, float]]:
+    """One webcam frame -> its top labels: a trained head's classes (engine.teach.Head), ImageNet classes, or the
+    user's labels through the fusion head. Live frames skip OCR and object detection unless a head was taught
+    on text in images (each costs several times the classifier): boxes are drawn only when asked for, and the
+    fused answer below runs the full perception on the frame it is given."""
     from engine.image import classify_images
     from engine.perceive import Perceiver, PerceptionOptions
     from engine.tasks import score_perception
 
     runtime = get_runtime()
+    if head is not None:
+        return head_labels(image, head, top_k)
     if not labels:
         return [(name, float(score)) for name, score in classify_images([image], top_k=top_k, runtime=runtime)[0].labels]
     options = PerceptionOptions(ocr=False, objects=False, top_k=max(5, top_k))
@@ -351,8 +485,71 @@ def frame_labels(image, labels: list[str], top_k: int) -> list[tuple[str, float]
     return [(item["label"], item["score"]) for item in score_perception(perception, labels, runtime, top_k)]
 
 
+def head_labels(image, head, top_k: int) -> list[tuple[str, float]]:
+    from engine.perceive import Perceiver, PerceptionOptions
+    from engine.teach import classify_with_head
+
+    runtime = get_runtime()
+    options = head.perception_options(PerceptionOptions(objects=False, top_k=5))
+    perception = Perceiver(runtime, options).perceive_images([image], ["camera"])[0]
+    (result,) = classify_with_head([perception], head, runtime, top_k)
+    if isinstance(result, Exception):
+        raise result
+    return [(item["label"], float(item["score"])) for item in result]
+
+
+def head_choices() -> list[tuple[str, str]]:
+    from engine.teach import list_heads
+
+    return [("None: ImageNet classes or your labels", NO_HEAD)] + [
+        (f"{h.name} ({', '.join(h.classes)})", h.name) for h in list_heads()]
+
+
+def refresh_heads(current: str | None = None):
+    choices = head_choices()
+    return gr.update(choices=choices, value=current if current in {v for _, v in choices} else NO_HEAD)
+
+
+def live_head(state: dict, name: str | None):
+    """The picked head, loaded once (and again when its file changes) rather than for every frame."""
+    from engine.teach import head_path, load_head
+
+    if not name:
+        state["head"] = None
+        return None
+    stamp = (name, head_path(name).stat().st_mtime_ns if head_path(name).is_file() else None)
+    if state.get("head") is None or state["head"][0] != stamp:
+        state["head"] = (stamp, load_head(name, get_runtime()))
+    return state["head"][1]
+
+
+def scene_frame(image, boxes: bool, background: str):
+    """The frame as the Live view shows it: background blurred or removed (person segmentation), objects boxed
+    (detection). None when neither is asked for, so the plain labels path costs nothing more."""
+    from PIL import Image
+
+    from engine import scene
+
+    if not boxes and background == "keep":
+        return None, []
+    runtime = get_runtime()
+    picture, found = image, []
+    if background in ("blur", "remove"):
+        mask = scene.segment([image], runtime=runtime)[0]
+        if background == "blur":
+            picture = scene.blur_background(image, mask)
+        else:
+            cut = scene.cutout(image, mask)
+            picture = Image.new("RGB", cut.size, (255, 255, 255))
+            picture.paste(cut, mask=cut.getchannel("A"))
+    if boxes:
+        found = scene.detect([image], runtime=runtime)[0]
+        picture = scene.draw_detections(picture, found, scene.class_names(runtime))
+    return picture, found
+
+
 def new_vision_state() -> dict:
-    return {"times": deque(maxlen=FPS_WINDOW), "frame": None, "labels": [], "frames": 0}
+    return {"times": deque(maxlen=FPS_WINDOW), "frame": None, "labels": [], "frames": 0, "head": None}
 
 
 def frames_per_second(times: deque) -> float:
@@ -361,27 +558,32 @@ def frames_per_second(times: deque) -> float:
     return (len(times) - 1) / (times[-1] - times[0])
 
 
-def classify_frame(frame, labels_text, top_k, state):
-    """Streaming handler for the webcam: label the newest frame, keep it for the fused answer."""
+def classify_frame(frame, labels_text, top_k, state, boxes=False, background="keep", head_name=NO_HEAD):
+    """Streaming handler for the webcam: label the newest frame (with the picked head, if any), draw boxes and
+    blur or remove the background when asked, keep the frame for the fused answer."""
     from engine.imaging import image_from_array
 
     state = state or new_vision_state()
     if frame is None:
-        return gr.skip(), gr.skip(), state
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), state
     try:
         image = image_from_array(np.asarray(frame))
-        labels = frame_labels(image, parse_labels(labels_text), int(top_k or 5))
+        labels = frame_labels(image, parse_labels(labels_text), int(top_k or 5), live_head(state, head_name))
+        picture, found = scene_frame(image, bool(boxes), background or "keep")
     except FusionDeskError as exc:
-        return gr.skip(), f"Error: {exc}", state
+        return gr.skip(), f"Error: {exc}", gr.skip(), gr.skip(), state
     state["times"].append(time.monotonic())
     state["frame"], state["labels"] = image, labels
     state["frames"] += 1
     fps = frames_per_second(state["times"])
-    return {name: float(score) for name, score in labels}, f"**{fps:.1f}** frames per second · {state['frames']} frames", state
+    objects = ("Objects: " + (", ".join(f"{d.label} {d.score:.0%}" for d in found) or "none found")) if boxes else ""
+    return ({name: float(score) for name, score in labels},
+            f"**{fps:.1f}** frames per second · {state['frames']} frames",
+            picture if picture is not None else gr.skip(), objects, state)
 
 
 def new_hearing_state() -> dict:
-    return {"listener": None, "phrases": [], "language": None}
+    return {"listener": None, "phrases": [], "language": None, "target": NO_TRANSLATION, "translated": {}}
 
 
 def _listener(state: dict, language: str):
@@ -409,12 +611,35 @@ def heard_markdown(state: dict) -> str:
         live, preview = state["listener"].snapshot()
         phrases += live
         problem = state["listener"].error
-    lines = [f"`{clock(p.start)}` {p.text}" for p in phrases[-50:]]
+    shown = phrases[-50:]
+    lines = [f"`{clock(p.start)}` {p.text}" + (f" → *{t}*" if t else "")
+             for p, t in zip(shown, phrase_translations(state, [p.text for p in shown]))]
     if preview:
         lines.append(f"*{preview} …*")
     if problem:
         lines.append(f"Error: {problem}")
     return "\n\n".join(lines) or "*(listening: speak, and each phrase appears when you pause)*"
+
+
+def phrase_translations(state: dict, texts: list[str]) -> list[str | None]:
+    """Finished phrases in the chosen language, each translated once (this runs for every microphone chunk)."""
+    target = state.get("target") or NO_TRANSLATION
+    if target == NO_TRANSLATION:
+        return [None] * len(texts)
+    cache = state.setdefault("translated", {})
+    missing = [t for t in dict.fromkeys(texts) if (target, t) not in cache]
+    try:
+        for text, done in zip(missing, translations(missing, target)):
+            cache[(target, text)] = done
+    except FusionDeskError as exc:
+        return [f"(not translated: {exc})"] * len(texts)
+    return [cache[(target, t)] for t in texts]
+
+
+def set_heard_target(target, state):
+    state = state or new_hearing_state()
+    state["target"] = target or NO_TRANSLATION
+    return heard_markdown(state), state
 
 
 def hear_chunk(chunk, language, state):
@@ -444,7 +669,9 @@ def stop_hearing(state):
 def clear_hearing(state):
     if state and state.get("listener") is not None:
         state["listener"].finish(timeout=0)
+    target = (state or {}).get("target", NO_TRANSLATION)
     state = new_hearing_state()
+    state["target"] = target
     return heard_markdown(state), state
 
 
@@ -537,8 +764,17 @@ def settings_summary() -> str:
             f"bundle {runtime.bundle.root} (version {runtime.bundle.bundle_version})")
 
 
-def model_overview() -> tuple[str, list[list[Any]]]:
-    return settings_summary(), models_table()
+def license_notes() -> str:
+    """Licenses that are not plainly confirmed, said in words (the table's column is easy to overlook)."""
+    notes = [f"- **{entry.id}**: {entry.license}" for entry in get_runtime().bundle.models.values()
+             if any(word in (entry.license or "").upper() for word in ("UNCONFIRMED", "UNKNOWN"))]
+    if not notes:
+        return "Every model's license is stated in the table."
+    return "**Licenses to know about** (weights whose license their package does not confirm):\n\n" + "\n".join(notes)
+
+
+def model_overview() -> tuple[str, list[list[Any]], str]:
+    return settings_summary(), models_table(), license_notes()
 
 
 @readable_errors
@@ -551,13 +787,13 @@ def apply_settings(device, threads, speech_model):
     if settings.device != current.device or (settings.threads or current.threads) != current.threads:
         set_runtime(Runtime(current.bundle, device=settings.device, threads=settings.threads or None))
     path = save_settings(settings)
-    return f"Saved to {path}. " + settings_summary(), models_table()
+    return f"Saved to {path}. " + settings_summary(), models_table(), license_notes()
 
 
 # -- the page ------------------------------------------------------------------------------------------------------
 
 
-def _live_tab() -> None:
+def _live_tab(app: gr.Blocks) -> None:
     vision = gr.State(new_vision_state())
     hearing = gr.State(new_hearing_state())
     with gr.Row():
@@ -566,18 +802,36 @@ def _live_tab() -> None:
                               webcam_options=gr.WebcamOptions(mirror=False))
             live_labels_text = gr.Textbox(label="Your labels (optional, comma-separated)",
                                           placeholder="e.g. a person, a cup, a cat, a book — empty: ImageNet classes")
+            with gr.Row():
+                live_head_name = gr.Dropdown(head_choices(), value=NO_HEAD, label="Trained head (from the Teach tab)",
+                                             elem_id="live-head", scale=4)
+                heads_refresh = gr.Button("↻", size="sm", scale=0, min_width=40, elem_id="live-head-refresh")
             live_top = gr.Slider(1, 10, value=5, step=1, label="Labels shown")
+            with gr.Row():
+                live_boxes = gr.Checkbox(value=False, label="Draw object boxes (about 0.2 s more a frame)",
+                                         elem_id="live-boxes")
+                live_background = gr.Radio(BACKGROUNDS, value="keep", label="Background", elem_id="live-background")
         with gr.Column():
             seen = gr.Label(label="What the camera sees", num_top_classes=10, elem_id="live-labels")
             fps = gr.Markdown("*(start the camera)*", elem_id="live-fps")
-    camera.stream(classify_frame, [camera, live_labels_text, live_top, vision], [seen, fps, vision],
-                  stream_every=CAMERA_STREAM_EVERY, concurrency_limit=1, show_progress="hidden",
-                  api_visibility="private")
+            view = gr.Image(label="Objects and background", type="pil", format="jpeg", interactive=False,
+                            visible=False, elem_id="live-view")
+            objects = gr.Markdown(elem_id="live-objects")
+    camera.stream(classify_frame, [camera, live_labels_text, live_top, vision, live_boxes, live_background,
+                                   live_head_name],
+                  [seen, fps, view, objects, vision], stream_every=CAMERA_STREAM_EVERY, concurrency_limit=1,
+                  show_progress="hidden", api_visibility="private")
+    for option in (live_boxes, live_background):
+        option.change(lambda boxes, background: gr.update(visible=bool(boxes) or background != "keep"),
+                      [live_boxes, live_background], [view], api_visibility="private")
+    heads_refresh.click(refresh_heads, [live_head_name], [live_head_name], api_visibility="private")
+    app.load(refresh_heads, [live_head_name], [live_head_name], api_visibility="private")
 
     with gr.Row():
         with gr.Column():
             microphone = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone")
             live_language = gr.Dropdown(LANGUAGES, value="en", label="Spoken language")
+            live_target = translation_choice("Translate what is heard into", "live-translate")
             with gr.Accordion("Record with the system microphone", open=False):
                 choices, mic_status_text = microphone_choices()
                 device = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Device")
@@ -591,6 +845,7 @@ def _live_tab() -> None:
                       concurrency_limit=1, show_progress="hidden", api_visibility="private")
     microphone.stop_recording(stop_hearing, [hearing], [heard, hearing], api_visibility="private")
     clear.click(clear_hearing, [hearing], [heard, hearing], api_visibility="private")
+    live_target.change(set_heard_target, [live_target, hearing], [heard, hearing], api_visibility="private")
     record_button.click(record_system_microphone, [seconds, device, live_language, hearing],
                         [heard, mic_status, hearing], api_visibility="private")
 
@@ -615,15 +870,20 @@ def _files_tab() -> None:
             with gr.Row():
                 language = gr.Dropdown(LANGUAGES, value="en", label="Speech language")
                 read_text = gr.Checkbox(value=True, label="Read text in images (OCR)")
+            with gr.Row():
+                scene = gr.CheckboxGroup([("Object boxes", "boxes"), ("Person mask", "people")], value=["boxes", "people"],
+                                         label="Show on photos", elem_id="files-scene")
+                target = translation_choice("Translate transcripts and text into", "files-translate")
             run = gr.Button("Analyse", variant="primary", elem_id="files-run")
         with gr.Column(scale=3):
             status = gr.Markdown(elem_id="files-status")
             results = gr.HTML(elem_id="files-results")
-            boxes = gr.Gallery(label="Text found in images", columns=2, height="auto")
+            pictures = gr.Gallery(label="Objects, people and text found in images", columns=2, height="auto",
+                                  object_fit="contain", elem_id="files-pictures")
             downloads = gr.File(label="Download results (JSON, CSV, SRT, VTT, TXT)", file_count="multiple",
                                 interactive=False)
-    run.click(analyse_files, [files, labels_text, language, read_text], [results, boxes, downloads, status],
-              api_visibility="private")
+    run.click(analyse_files, [files, labels_text, language, read_text, scene, target],
+              [results, pictures, downloads, status], api_visibility="private")
 
 
 def _models_tab(app: gr.Blocks) -> None:
@@ -634,6 +894,7 @@ def _models_tab(app: gr.Blocks) -> None:
     summary = gr.Markdown()
     table = gr.Dataframe(headers=["model", "task", "modality", "size", "precision", "provider", "license"],
                          interactive=False, label="Models in the bundle", elem_id="models-table")
+    licenses = gr.Markdown(elem_id="models-licenses")
     refresh = gr.Button("Refresh", size="sm")
     with gr.Row():
         device = gr.Radio(["auto", "cpu", "gpu"], value=settings.device, label="Device")
@@ -642,9 +903,9 @@ def _models_tab(app: gr.Blocks) -> None:
         speech = gr.Radio([("English (whisper tiny.en, fast)", "english"), ("Multilingual (whisper base)", "multilingual")],
                           value=settings.speech_model, label="Speech model for English")
     save = gr.Button("Apply and save", variant="primary")
-    refresh.click(model_overview, None, [summary, table], api_visibility="private")
-    app.load(model_overview, None, [summary, table], api_visibility="private")
-    save.click(apply_settings, [device, threads, speech], [summary, table], api_visibility="private")
+    refresh.click(model_overview, None, [summary, table, licenses], api_visibility="private")
+    app.load(model_overview, None, [summary, table, licenses], api_visibility="private")
+    save.click(apply_settings, [device, threads, speech], [summary, table, licenses], api_visibility="private")
 
 
 def _api_endpoints() -> None:
@@ -680,7 +941,7 @@ def build_app() -> gr.Blocks:
         gr.Markdown("# FusionDesk\nSee, hear and read on your own computer: nothing leaves it.")
         gr.Markdown(offline_status(), elem_classes=["fd-offline"], elem_id="offline-status")
         with gr.Tab("Live"):
-            _live_tab()
+            _live_tab(app)
         with gr.Tab("Files"):
             _files_tab()
         for title, build_tab in optional_tabs():

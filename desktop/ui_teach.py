@@ -85,6 +85,13 @@ def add_recording(head_name: str, class_name: str, audio_path: str | None) -> Pa
     return target
 
 
+def _known_classes(head_name: str) -> list[str]:
+    try:
+        return list(class_counts(head_name))
+    except FusionDeskError:
+        return []
+
+
 def counts_markdown(head_name: str) -> str:
     from engine.teach import MIN_EXAMPLES_WARNING
 
@@ -161,7 +168,10 @@ def teach_tab() -> None:
         add_class_button = gr.Button("Add class", scale=1)
     with gr.Row():
         with gr.Column(scale=2):
-            current = gr.Dropdown(choices=[], label="Add examples to class", allow_custom_value=False)
+            # Classes already collected for the default head name (e.g. in an earlier session) are offered at once.
+            known = _known_classes("my-head")
+            current = gr.Dropdown(choices=known, value=known[0] if known else None, label="Add examples to class",
+                                  allow_custom_value=False)
             with gr.Tab("Upload"):
                 uploads = gr.File(file_count="multiple", label="Images, recordings or text files")
                 add_files_button = gr.Button("Add files")
@@ -172,7 +182,7 @@ def teach_tab() -> None:
                 recording = gr.Audio(sources=["microphone"], type="filepath", label="Recording")
                 add_recording_button = gr.Button("Add recording")
         with gr.Column(scale=1):
-            counts = gr.Markdown(counts_markdown("my-head"))
+            counts = gr.Markdown(lambda: counts_markdown("my-head"))  # a callable: read again at each page load
             folds = gr.Slider(2, 10, value=5, step=1, label="Cross-validation folds")
             train_button = gr.Button("Train", variant="primary")
     report = gr.Markdown()
