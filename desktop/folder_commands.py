@@ -18,15 +18,28 @@ EXIT_OK, EXIT_FILE_FAILED, EXIT_USAGE = 0, 1, 2
 
 def add_commands(command) -> None:
     from engine.folder import TASKS
+    from engine.scene import SEGMENT_MODES
 
     p = command("batch", cmd_batch, "process every file of a folder into a JSONL or CSV results file (resumable)")
     p.add_argument("in_dir", metavar="IN_DIR", help="the folder to process (never modified)")
     p.add_argument("--out", required=True, metavar="RESULTS", help="results file: .jsonl (one JSON object a line) or .csv")
     p.add_argument("--tasks", help=f"comma-separated, from {','.join(TASKS)} (default: classify,read,transcribe, "
-                                   "each where it fits the file's type)")
+                                   "each where it fits the file's type; detect and segment fit images, translate "
+                                   "the text read, heard or written)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--labels", help='your own labels for classify, comma-separated: "invoice, receipt, letter"')
     group.add_argument("--labels-file", help="a file with one label per line")
+    group.add_argument("--head", metavar="NAME", help="classify with a head you taught with `fusiondesk train` "
+                                                      "(its class names become the labels)")
+    p.add_argument("--to", dest="target", default="en", choices=["en", "pt"],
+                   help="translate: the language to translate into (default en)")
+    p.add_argument("--threshold", type=float, metavar="SCORE",
+                   help="detect: keep objects scored at least this (0-1; default: the detector's own, 0.35)")
+    p.add_argument("--masks-dir", metavar="DIR", help="segment: write each photo's person mask (or cutout, or blur) "
+                                                      "here, mirroring subfolders; without it rows only say how much "
+                                                      "of each photo is person")
+    p.add_argument("--segment-mode", choices=list(SEGMENT_MODES), default="mask",
+                   help="segment: mask (default), cutout (transparent background) or blur (background blurred)")
     p.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True, help="go into subfolders (default: yes)")
     p.add_argument("--include", nargs="+", action="extend", default=[], metavar="GLOB",
                    help="only files matching one of these globs (path or name, case-insensitive): '*.jpg' 'scans/*'")
@@ -66,10 +79,10 @@ class ProgressBar:
 
     Off a terminal (a pipe, a log file) nothing is drawn: the summary at the end says it all."""
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 28):
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None, width: int = 28):
+        self.stream = stream or sys.stderr  # looked up now: sys.stderr may have been replaced since import
         self.width = width
-        self.enabled = stream.isatty()
+        self.enabled = self.stream.isatty()
         self._last = 0.0
         self._lock = threading.Lock()
         self._shown = False
@@ -125,7 +138,9 @@ def cmd_batch(args) -> int:
         tasks=tasks, labels=_labels_from(args), recursive=args.recursive, include=args.include, exclude=args.exclude,
         workers=max(1, args.workers), resume=args.resume,
         transcripts_dir=Path(args.transcripts_dir) if args.transcripts_dir else None,
-        batch_size=max(1, args.batch_size), top_k=args.top, language=args.language, include_hidden=args.hidden)
+        batch_size=max(1, args.batch_size), top_k=args.top, language=args.language, include_hidden=args.hidden,
+        head=args.head, target=args.target, threshold=args.threshold, masks_dir=Path(args.masks_dir) if args.masks_dir else None,
+        segment_mode=args.segment_mode)
     bar = ProgressBar()
     stop = threading.Event()
     run = BatchRun(args.in_dir, args.out, options, _runtime(args), progress=bar, stop=stop)

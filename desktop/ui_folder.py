@@ -35,8 +35,14 @@ def default_results_path(folder: Path, suffix: str = ".jsonl") -> Path:
     return data_dir() / "batch" / f"{folder.resolve().name or 'folder'}-{digest}{suffix}"
 
 
+def default_masks_dir(results: Path) -> Path:
+    """Segmentation pictures go beside the results file (results.jsonl -> results.masks/), never into the folder."""
+    return results.with_name(results.stem + ".masks")
+
+
 def row_summary(row: dict[str, Any]) -> str:
-    """One cell saying what was found: the top label, the text read, the words heard, or the error."""
+    """One cell saying what was found: the top label, the text read or heard, objects, people, the translation,
+    or the error."""
     if row.get("status") == "error":
         return row.get("error", "")
     parts = []
@@ -49,6 +55,15 @@ def row_summary(row: dict[str, Any]) -> str:
             parts.append(f"“{text[:100]}”")
     if (row.get("embed") or {}).get("dim"):
         parts.append(f"{row['embed']['dim']}-d vector")
+    objects = (row.get("detect") or {}).get("objects")
+    if objects is not None:
+        names = list(dict.fromkeys(item["label"] for item in objects))
+        parts.append("objects: " + (", ".join(names) if names else "none"))
+    if row.get("segment"):
+        parts.append(f"person: {row['segment']['person_fraction']:.0%} of the picture")
+    translated = row.get("translate") or {}
+    if translated.get("text") and translated.get("source") != translated.get("target"):
+        parts.append(f"{translated['source']}→{translated['target']}: “{' '.join(translated['text'].split())[:100]}”")
     return " · ".join(parts)
 
 
@@ -64,8 +79,11 @@ def progress_html(progress, finished: bool = False) -> str:
 
 
 def run_folder(folder: str, out: str, tasks: list[str], labels: str, recursive: bool, resume: bool,
-               include: str, exclude: str) -> Iterator[tuple[str, str, list[list[str]], str | None]]:
-    """Generator for the Run button: yields (status, progress, table rows, results file) while the batch runs."""
+               include: str, exclude: str, target: str = "en", segment_mode: str = "mask"
+               ) -> Iterator[tuple[str, str, list[list[str]], str | None]]:
+    """Generator for the Run button: yields (status, progress, table rows, results file) while the batch runs.
+
+    Segmentation pictures go to default_masks_dir(results file)."""
     from engine.folder import BatchOptions, BatchRun, Progress
     from engine.tasks import parse_labels
 
@@ -75,8 +93,10 @@ def run_folder(folder: str, out: str, tasks: list[str], labels: str, recursive: 
         raise gr.Error("Choose at least one task.", print_exception=False)
     source = Path(folder).expanduser()
     target = Path(out).expanduser() if out and out.strip() else default_results_path(source)
+    masks = default_masks_dir(target) if "segment" in tasks else None
     options = BatchOptions(tasks=tuple(tasks), labels=parse_labels(labels), recursive=recursive, resume=resume,
-                           include=include.split() if include else [], exclude=exclude.split() if exclude else [])
+                           include=include.split() if include else [], exclude=exclude.split() if exclude else [],
+                           target=target or "en", masks_dir=masks, segment_mode=segment_mode or "mask")
     latest: dict[str, Any] = {"progress": Progress()}
     rows: deque[list[str]] = deque(maxlen=TABLE_ROWS)
     lock = threading.Lock()
@@ -119,13 +139,15 @@ def run_folder(folder: str, out: str, tasks: list[str], labels: str, recursive: 
     reasons = ", ".join(f"{esc(r)}: {n}" for r, n in sorted(data["skip_reasons"].items()))
     status = (f"**Done** in {data['seconds']:.1f} s: {data['ok']} ok, {data['failed']} failed, {data['skipped']} "
               f"skipped{f' ({reasons})' if reasons else ''}, {data['resumed']} already done. "
-              f"Results: `{esc(target)}`")
+              f"Results: `{esc(target)}`" + (f"; pictures: `{esc(masks)}`" if masks is not None else ""))
     with lock:
         yield status, progress_html(latest["progress"], finished=True), list(rows), str(target)
 
 
 def folder_tab() -> None:
     from engine.folder import DEFAULT_TASKS, TASKS
+    from engine.scene import SEGMENT_MODES
+    from engine.translate import LANGUAGES
 
     gr.Markdown("Process every photo, scan, recording and note of a folder. Results are written as each file "
                 "finishes, so a stopped run continues where it left off. Your files are only read, never changed.")
@@ -135,6 +157,11 @@ def folder_tab() -> None:
     with gr.Row():
         tasks = gr.CheckboxGroup(list(TASKS), value=list(DEFAULT_TASKS), label="Tasks (each where it fits the file)")
         labels = gr.Textbox(label="Your labels for classify (optional)", placeholder="invoice, receipt, letter, photo")
+    with gr.Row():
+        target = gr.Radio([(name, code) for code, name in LANGUAGES.items()], value="en",
+                          label="translate: into (the text read, heard or written)")
+        segment_mode = gr.Radio(list(SEGMENT_MODES), value="mask",
+                                label="segment: picture per photo (written beside the results file, in <name>.masks)")
     with gr.Row():
         recursive = gr.Checkbox(value=True, label="Include subfolders")
         resume = gr.Checkbox(value=True, label="Skip files already in the results file")
@@ -147,8 +174,8 @@ def folder_tab() -> None:
     progress = gr.HTML()
     table = gr.Dataframe(headers=TABLE_HEADERS, value=[], interactive=False, wrap=True, label="Newest results first")
     download = gr.File(label="Results file", interactive=False)
-    event = run_button.click(run_folder, [folder, out, tasks, labels, recursive, resume, include, exclude],
-                             [status, progress, table, download])
+    event = run_button.click(run_folder, [folder, out, tasks, labels, recursive, resume, include, exclude, target,
+                                          segment_mode], [status, progress, table, download])
     stop_button.click(lambda: "Stopped: run again to continue where it left off.", None, status, cancels=[event])
 
 

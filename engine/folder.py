@@ -12,6 +12,10 @@ The pipeline reads top to bottom:
 - `ResultsFile` appends each finished row and flushes it, so a killed run loses at most the files in
   flight; on resume, rows already there (same relative path, size and mtime) are not done again.
 
+Beyond the perceptions, a batch can `detect` objects and `segment` people (engine.scene; pictures written
+under --masks-dir, mirroring subfolders), `translate` the text read, heard or given (engine.translate), and
+classify with a head the person taught (engine.teach) instead of label names.
+
 Input files are only ever opened for reading. The index (engine.index) reuses `walk` and `perceive_stream`.
 """
 
@@ -38,14 +42,17 @@ from .errors import FusionDeskError, InputFileError
 from .filetypes import modality_of, read_text_file
 from .perceive import TEXT_CONFIDENCE, Perceiver, Perception, PerceptionOptions
 from .runtime import Runtime, get_runtime
+from .scene import DETECTOR_ID, FOLDER_TASK_COLUMNS, FOLDER_TASK_FITS, SEGMENT_MODES, SEGMENTER_ID
 
-TASKS = ("classify", "read", "transcribe", "embed")
+TASKS = ("classify", "read", "transcribe", "embed", "detect", "segment", "translate")
 # Which modalities a task applies to: `--tasks read` on a folder of recordings has nothing to do.
 TASK_FITS = {
     "classify": {"image", "audio", "text"},
     "read": {"image"},
     "transcribe": {"audio"},
     "embed": {"image", "audio", "text"},
+    **FOLDER_TASK_FITS,
+    "translate": {"image", "audio", "text"},  # what was read, heard or written
 }
 # Without --tasks every file gets what fits its type; vectors are left out (384 numbers a row are for the index).
 DEFAULT_TASKS = ("classify", "read", "transcribe")
@@ -58,7 +65,12 @@ TASK_COLUMNS = {
     "transcribe": ["transcribe.text", "transcribe.language", "transcribe.duration", "transcribe.model",
                    "transcribe.task", "transcribe.segments"],
     "embed": ["embed.dim", "embed.vector", "embed.note"],
+    **FOLDER_TASK_COLUMNS,
+    "translate": ["translate.text", "translate.source", "translate.target", "translate.from", "translate.note"],
 }
+HEAD_COLUMN = "classify.head"  # only in runs with --head, so other runs' CSV columns stay as they were
+# Where each modality's translatable text comes from, named as in the row's translate.from.
+TRANSLATE_FROM = {"image": "ocr", "audio": "transcript", "text": "text"}
 # Without OCR an image only feeds the classifier (short side resized to 256): JPEGs are decoded at the smallest
 # DCT scale that keeps that short side, and anything longer than 768 px (a 3:1 panorama) is shrunk at once, so
 # a batch in flight holds small images whatever the cameras made. OCR needs the detector's own limit instead.
@@ -215,6 +227,8 @@ class Decoded:
     entry: FileEntry
     payload: Any = None  # PIL image | float32 samples | str
     error: InputFileError | None = None
+    # Images: the file's upright size over the decoded size, per axis (1.0 unless decoded reduced).
+    scale: tuple[float, float] = (1.0, 1.0)
 
 
 def decode(entry: FileEntry, image_sides: tuple[int | None, int | None] = (None, None)) -> Decoded:
@@ -225,7 +239,8 @@ def decode(entry: FileEntry, image_sides: tuple[int | None, int | None] = (None,
         if entry.modality == "image":
             from .imaging import load_image
 
-            return Decoded(entry, load_image(entry.path, max_side=image_sides[0], min_side=image_sides[1]))
+            image = load_image(entry.path, max_side=image_sides[0], min_side=image_sides[1])
+            return Decoded(entry, image, scale=_reduction(entry.path, image.size))
         if entry.modality == "audio":
             from .audio import load_audio
 
@@ -237,6 +252,17 @@ def decode(entry: FileEntry, image_sides: tuple[int | None, int | None] = (None,
         raise
     except Exception as exc:  # a decoder's own bug on a strange file must not stop the run
         return Decoded(entry, error=InputFileError(entry.path, f"cannot decode the file ({type(exc).__name__}: {exc})"))
+
+
+def _reduction(path: Path, decoded_size: tuple[int, int]) -> tuple[float, float]:
+    """How much smaller than the file the decoded image is (the header only is read: no second decode)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientations that turn the picture by 90°
+            width, height = height, width
+    return width / decoded_size[0], height / decoded_size[1]
 
 
 def perceive_decoded(batch: list[Decoded], perceiver: Perceiver) -> list[Perception | InputFileError]:
@@ -271,12 +297,28 @@ def _perceive_images(batch: list[Decoded], indices: list[int], perceiver: Percei
     found = _guard(batch[indices[0]].entry.path, work)
     if isinstance(found, list):
         for i, perception in zip(indices, found):
-            results[i] = perception
+            results[i] = _in_file_pixels(perception, batch[i].scale)
         return
     # One odd image failed the whole batch: redo them one by one so only that file gets the error row.
     for i in indices:
         one = _guard(batch[i].entry.path, lambda i=i: perceiver.perceive_images([batch[i].payload], [str(batch[i].entry.path)]))
-        results[i] = one[0] if isinstance(one, list) else one
+        results[i] = _in_file_pixels(one[0], batch[i].scale) if isinstance(one, list) else one
+
+
+def _in_file_pixels(perception: Perception, scale: tuple[float, float]) -> Perception:
+    """Object boxes moved from the decoded image's pixels to the file's own.
+
+    Images are decoded reduced (CLASSIFY_MAX_SIDE, or OCR's limit) and the detector sees that image: its
+    boxes are scaled back here rather than decoding every photo at full size, which would hold full-size
+    pictures for every batch in flight. The detector's input is smaller than the decoded image anyway
+    (the decode keeps at least its input size, see _image_sides), so no detail it could use is lost."""
+    from .scene import Detection
+
+    if perception.objects and scale != (1.0, 1.0):
+        sx, sy = scale
+        perception.objects = [Detection(d.label, d.score, [d.box[0] * sx, d.box[1] * sy, d.box[2] * sx, d.box[3] * sy])
+                              for d in perception.objects]
+    return perception
 
 
 def _perceive_texts(batch: list[Decoded], indices: list[int], perceiver: Perceiver, results: list) -> None:
@@ -302,8 +344,12 @@ def perceive_stream(
     batch_size: int = 16,
     in_flight: int = 3,
     stop: threading.Event | None = None,
+    with_images: Callable[[list[Decoded], list[Perception | InputFileError]], None] | None = None,
 ) -> Iterator[list[tuple[FileEntry, Perception | InputFileError]]]:
-    """Batches of (entry, perception or error), in walk order, decoding up to `in_flight` batches ahead."""
+    """Batches of (entry, perception or error), in walk order, decoding up to `in_flight` batches ahead.
+
+    with_images: called with each decoded batch and its perceptions, for work that needs the pictures
+    themselves (they are let go once it returns)."""
     image_sides = _image_sides(perceiver)
     chunks = _chunks(entries, batch_size)
     pending: deque[list[Future]] = deque()
@@ -322,6 +368,8 @@ def perceive_stream(
                 decoded = [future.result() for future in pending.popleft()]
                 submit_next()  # keep the decoders busy while this batch is encoded
                 perceptions = perceive_decoded(decoded, perceiver)
+                if with_images is not None:
+                    with_images(decoded, perceptions)
                 yield [(d.entry, p) for d, p in zip(decoded, perceptions)]
         finally:
             # Stopped or abandoned early: do not decode batches nobody will encode.
@@ -335,7 +383,12 @@ def _image_sides(perceiver: Perceiver) -> tuple[int, int | None]:
     if not perceiver.options.ocr:
         from .image import settings
 
-        return CLASSIFY_MAX_SIDE, int(settings(perceiver.runtime)["resize"])
+        min_side = int(settings(perceiver.runtime)["resize"])
+        if perceiver.options.objects and DETECTOR_ID in perceiver.runtime.bundle:
+            # The detector letterboxes into its own input: keep at least that many pixels for it too.
+            detector = perceiver.runtime.bundle.entry(DETECTOR_ID).preprocess
+            min_side = max(min_side, *map(int, detector["input_size"]))
+        return CLASSIFY_MAX_SIDE, min_side
     from .ocr import MODEL_ID
 
     return int(perceiver.runtime.bundle.entry(MODEL_ID).preprocess.get("max_side_len", 2000)), None
@@ -383,6 +436,11 @@ class BatchOptions:
     top_k: int = 5
     language: str = "en"
     include_hidden: bool = False
+    head: str | None = None  # a trained head's name (or .onnx path): its classes replace labels in classify
+    target: str = "en"  # translate's target language
+    threshold: float | None = None  # detect's minimum score; None: the detector's own default
+    masks_dir: Path | None = None  # segment's pictures, mirroring subfolders; None: rows only
+    segment_mode: str = "mask"  # mask | cutout | blur
 
     def task_list(self) -> tuple[str, ...]:
         tasks = tuple(self.tasks or DEFAULT_TASKS)
@@ -396,29 +454,45 @@ class BatchOptions:
 
         return speech_model_for(self.language)
 
-    def perception_options(self) -> PerceptionOptions:
+    def perception_options(self, head=None) -> PerceptionOptions:
+        """What to perceive; `head` (engine.teach.Head): also everything that head reads."""
         tasks = self.task_list()
         # OCR costs most of an image's time: run it when text is asked for, or when labels may be decided by it.
-        ocr = "read" in tasks or "embed" in tasks or ("classify" in tasks and bool(self.labels))
-        return PerceptionOptions(ocr=ocr, top_k=max(5, self.top_k), speech_model=self.speech_model(),
-                                 language=self.language)
+        ocr = ("read" in tasks or "embed" in tasks or "translate" in tasks
+               or ("classify" in tasks and bool(self.labels)))
+        options = PerceptionOptions(ocr=ocr, top_k=max(5, self.top_k), speech_model=self.speech_model(),
+                                    language=self.language)
+        if head is not None and "classify" in tasks:
+            options = head.perception_options(options)
+            options.ocr = options.ocr or ocr
+        return options
 
 
 def build_row(entry: FileEntry, perceived: Perception | InputFileError, vector: np.ndarray | None,
-              tasks: tuple[str, ...], options: BatchOptions, runtime: Runtime) -> dict[str, Any]:
-    """One result row: the task results under each task's name, with the keys of the single-file commands."""
+              tasks: tuple[str, ...], options: BatchOptions, runtime: Runtime,
+              batch_results: dict[str, Any] | None = None, speech_model: str | None = None) -> dict[str, Any]:
+    """One result row: the task results under each task's name, with the keys of the single-file commands.
+
+    batch_results: {task: result} worked out for the whole batch at once (a head's classes, translations,
+    segmentation); an InputFileError among them makes this file's row an error row."""
     row: dict[str, Any] = {"file": entry.rel, "modality": entry.modality, "status": "ok", "size": entry.size,
                            "mtime": entry.mtime}
-    if isinstance(perceived, InputFileError):
-        row["status"], row["error"] = "error", perceived.problem
+    batch_results = batch_results or {}
+    failed = next((r for r in batch_results.values() if isinstance(r, InputFileError)), None)
+    if isinstance(perceived, InputFileError) or failed is not None:
+        row["status"], row["error"] = "error", (failed or perceived).problem
         return row
     for task in tasks:
         if entry.modality in TASK_FITS[task]:
-            row[task] = _task_result(task, perceived, vector, options, runtime)
+            row[task] = batch_results[task] if task in batch_results else \
+                _task_result(task, perceived, vector, options, runtime, speech_model)
     return row
 
 
-def _task_result(task: str, p: Perception, vector: np.ndarray | None, options: BatchOptions, runtime: Runtime):
+def _task_result(task: str, p: Perception, vector: np.ndarray | None, options: BatchOptions, runtime: Runtime,
+                 speech_model: str | None = None):
+    if task == "detect":  # the perceiver's own detections, at the default threshold, in the file's pixels
+        return {"objects": [d.to_json() for d in p.objects or []]}
     if task == "classify":
         from .tasks import score_perception
 
@@ -432,7 +506,8 @@ def _task_result(task: str, p: Perception, vector: np.ndarray | None, options: B
         t = p.transcript
         return {"text": t.text, "language": t.language,
                 "segments": [{"start": round(s.start, 2), "end": round(s.end, 2), "text": s.text} for s in t.segments],
-                "duration": round(float(t.duration), 2), "model": options.speech_model(), "task": "transcribe"}
+                "duration": round(float(t.duration), 2), "model": speech_model or options.speech_model(),
+                "task": "transcribe"}
     if vector is None:
         return {"dim": 0, "vector": None, "note": "nothing to embed (no speech, text or recognisable content found)"}
     return {"dim": int(vector.shape[0]), "vector": [round(float(v), 6) for v in vector]}
@@ -577,8 +652,11 @@ class BatchSummary:
                 "seconds": round(self.seconds, 2), "skip_reasons": dict(reasons), "results": self.results}
 
 
-def columns_for(tasks: tuple[str, ...]) -> list[str]:
-    return BASE_COLUMNS + [c for task in TASKS if task in tasks for c in TASK_COLUMNS[task]]
+def columns_for(tasks: tuple[str, ...], head: bool = False) -> list[str]:
+    columns = [c for task in TASKS if task in tasks for c in TASK_COLUMNS[task]]
+    if head and "classify" in tasks:
+        columns.insert(columns.index("classify.labels"), HEAD_COLUMN)
+    return BASE_COLUMNS + columns
 
 
 class BatchRun:
@@ -596,31 +674,71 @@ class BatchRun:
         self.tasks = self.options.task_list()
         if not self.in_dir.is_dir():
             raise FusionDeskError(f"{self.in_dir} is not a folder")
-        transcripts = self.options.transcripts_dir
-        if transcripts is not None and Path(transcripts).resolve() == self.in_dir.resolve():
-            raise FusionDeskError("--transcripts-dir must not be the input folder itself (inputs are never "
-                                  "overwritten): choose another folder, or a subfolder")
+        for option, folder in (("--transcripts-dir", self.options.transcripts_dir),
+                               ("--masks-dir", self.options.masks_dir)):
+            if folder is not None and Path(folder).resolve() == self.in_dir.resolve():
+                raise FusionDeskError(f"{option} must not be the input folder itself (inputs are never "
+                                      "overwritten): choose another folder, or a subfolder")
         if self.out.suffix.lower() not in (".jsonl", ".csv"):
             raise FusionDeskError(f"--out {self.out}: give a .jsonl or .csv file name")
         if self.out.exists() and not self.out.is_file():
             raise FusionDeskError(f"--out {self.out} is a folder: give a .jsonl or .csv file name")
-        self.perceiver = Perceiver(self.runtime, self.options.perception_options(), decode_workers=self.options.workers)
+        # Everything that would fail on every file is refused here, once, before any row is written.
+        self.head = self._load_head()
+        self._check_scene_and_translation()
+        options = self.options.perception_options(self.head)
+        options.objects = options.objects or "detect" in self.tasks
+        self.speech_model = options.speech_model
+        self.columns = columns_for(self.tasks, head=self.head is not None)
+        self.perceiver = Perceiver(self.runtime, options, decode_workers=self.options.workers)
         self.summary = BatchSummary(results=str(self.out))
+        self._names: dict[str, Counter] = {"audio": Counter(), "image": Counter()}  # (subfolder, stem) -> files
+        self._image_results: dict[str, dict[str, Any]] = {}  # rel -> {task: result} from _with_images
+
+    def _load_head(self):
+        if not self.options.head:
+            return None
+        if "classify" not in self.tasks:
+            raise FusionDeskError("--head gives classify its classes: add classify to --tasks")
+        from .teach import load_head
+
+        head = load_head(self.options.head, self.runtime)
+        wanted = self.options.speech_model()
+        if head.speech_model and head.speech_model != wanted and head.speech_model.endswith(".en") \
+                and self.options.language != "en":
+            raise FusionDeskError(f"head {head.name!r} hears recordings through {head.speech_model} (English only), "
+                                  f"so --language {self.options.language} cannot be used with it")
+        return head
+
+    def _check_scene_and_translation(self) -> None:
+        bundle = self.runtime.bundle
+        for task, model_id in (("detect", DETECTOR_ID), ("segment", SEGMENTER_ID)):
+            if task in self.tasks and model_id not in bundle:
+                raise FusionDeskError(f"--tasks {task} needs the {model_id} model, which this model bundle does not have")
+        if "segment" in self.tasks and self.options.segment_mode not in SEGMENT_MODES:
+            raise FusionDeskError(f"--segment-mode {self.options.segment_mode}: choose one of {', '.join(SEGMENT_MODES)}")
+        if "translate" in self.tasks:
+            from .translate import LANGUAGES, TranslationNotInstalled, installed
+
+            target = self.options.target
+            if target not in LANGUAGES:
+                raise FusionDeskError(f"--to {target}: choose one of {', '.join(LANGUAGES)}")
+            source = next(code for code in LANGUAGES if code != target)
+            if not installed(source, target, self.runtime):
+                raise TranslationNotInstalled(source, target)
 
     # -- the folder, once -------------------------------------------------------------------------------------
 
     def run(self) -> BatchSummary:
         start = time.monotonic()
-        with ResultsFile(self.out, columns_for(self.tasks), resume=self.options.resume) as results:
+        with ResultsFile(self.out, self.columns, resume=self.options.resume) as results:
             todo = self._plan(self._walk(), results, count=True)
             self._process(todo, results, start)
         self.summary.seconds = time.monotonic() - start
         return self.summary
 
     def _walk(self) -> Iterator[FileEntry | Skipped]:
-        ignore = [self.out]
-        if self.options.transcripts_dir is not None:
-            ignore.append(Path(self.options.transcripts_dir))
+        ignore = [self.out] + self._own_folders()
         return walk(self.in_dir, self.options.recursive, self.options.include, self.options.exclude, ignore,
                     self.options.include_hidden)
 
@@ -628,7 +746,11 @@ class BatchRun:
         """The files still to do. `count`: add skips and resumed files to the summary (a watch rescan does not:
         it sees the same skipped files again)."""
         todo = []
+        self._names = {"audio": Counter(), "image": Counter()}
         for item in found:
+            if isinstance(item, FileEntry) and item.modality in self._names:
+                # Every file of the folder counts, done or not: a new b.png must not take b.jpg's mask name.
+                self._names[item.modality][(str(Path(item.rel).parent), Path(item.rel).stem)] += 1
             if isinstance(item, FileEntry) and item.modality is not None \
                     and not any(item.modality in TASK_FITS[t] for t in self.tasks):
                 item = Skipped(item.rel, f"no requested task applies to {item.modality} files")
@@ -645,15 +767,15 @@ class BatchRun:
     def _process(self, todo: list[FileEntry], results: ResultsFile, start: float) -> None:
         progress = Progress(total=len(todo), skipped=self.summary.skipped, resumed=self.summary.resumed)
         self._report(progress, start)
-        transcript_names = self._transcript_names(todo)
         for batch in perceive_stream(todo, self.perceiver, self.options.workers, self.options.batch_size,
-                                     stop=self.stop):
+                                     stop=self.stop, with_images=self._with_images):
             perceptions = [p for _, p in batch]
             vectors = fused_vectors(perceptions, self.runtime) if "embed" in self.tasks else [None] * len(batch)
-            for (entry, perceived), vector in zip(batch, vectors):
-                row = build_row(entry, perceived, vector, self.tasks, self.options, self.runtime)
+            for (entry, perceived), vector, extra in zip(batch, vectors, self._batch_results(batch)):
+                row = build_row(entry, perceived, vector, self.tasks, self.options, self.runtime, extra,
+                                self.speech_model)
                 if row["status"] == "ok":
-                    self._export_transcript(entry, perceived, transcript_names)
+                    self._export_transcript(entry, perceived, self._names["audio"])
                 results.append(row)
                 if row["status"] == "ok":
                     self.summary.ok += 1
@@ -672,11 +794,96 @@ class BatchRun:
         if self.progress_callback is not None:
             self.progress_callback(progress)
 
-    # -- transcripts ------------------------------------------------------------------------------------------
+    def _own_folders(self) -> list[Path]:
+        return [Path(folder) for folder in (self.options.transcripts_dir, self.options.masks_dir) if folder is not None]
 
-    @staticmethod
-    def _transcript_names(todo: list[FileEntry]) -> Counter:
-        return Counter((str(Path(e.rel).parent), Path(e.rel).stem) for e in todo if e.modality == "audio")
+    # -- results worked out a batch at a time -----------------------------------------------------------------
+
+    def _batch_results(self, batch: list[tuple[FileEntry, Perception | InputFileError]]) -> list[dict[str, Any]]:
+        """Per file, {task: result} for the tasks that run on the whole batch at once."""
+        extra: list[dict[str, Any]] = [{} for _ in batch]
+
+        def fitting(task: str) -> list[int]:
+            return [i for i, (entry, p) in enumerate(batch)
+                    if isinstance(p, Perception) and task in self.tasks and entry.modality in TASK_FITS[task]]
+
+        if self.head is not None:
+            self._head_results(batch, fitting("classify"), extra)
+        if fitting("translate"):
+            self._translations(batch, fitting("translate"), extra)
+        for i, (entry, _) in enumerate(batch):
+            extra[i].update(self._image_results.pop(entry.rel, {}))
+        return extra
+
+    def _with_images(self, decoded: list[Decoded], perceived: list[Perception | InputFileError]) -> None:
+        """Detection at the asked threshold and segmentation, which need the pictures, kept until the rows."""
+        todo = [(d, p) for d, p in zip(decoded, perceived) if isinstance(p, Perception) and d.entry.modality == "image"]
+        if not todo:
+            return
+        if "detect" in self.tasks and self.options.threshold is not None:
+            from .scene import folder_results
+
+            found = folder_results([d.payload for d, _ in todo], [d.entry.rel for d, _ in todo], ("detect",), None,
+                                   self.runtime, score_threshold=self.options.threshold)
+            for (d, _), result in zip(todo, found):
+                sx, sy = d.scale  # boxes from the decoded (maybe reduced) picture, in the file's pixels
+                for item in result["detect"]["objects"]:
+                    x1, y1, x2, y2 = item["box"]
+                    item["box"] = [round(x1 * sx, 1), round(y1 * sy, 1), round(x2 * sx, 1), round(y2 * sy, 1)]
+                self._image_results.setdefault(d.entry.rel, {})["detect"] = result["detect"]
+        if "segment" in self.tasks:
+            for d, _ in todo:
+                self._image_results.setdefault(d.entry.rel, {})["segment"] = _guard(
+                    d.entry.path, lambda d=d: self._segment(d))
+
+    def _head_results(self, batch, indices: list[int], extra: list[dict[str, Any]]) -> None:
+        from .teach import classify_with_head
+
+        perceptions = [batch[i][1] for i in indices]
+        scored = classify_with_head(perceptions, self.head, self.runtime, self.options.top_k) if indices else []
+        for i, perceived, labels in zip(indices, perceptions, scored):
+            extra[i]["classify"] = labels if isinstance(labels, InputFileError) else \
+                {"head": self.head.name, "labels": labels, "evidence": perceived.evidence()}
+
+    def _translations(self, batch, indices: list[int], extra: list[dict[str, Any]]) -> None:
+        """The text each file yields (read, heard or written), translated in one call for the whole batch."""
+        from .translate import LANGUAGES, detect_language, translate
+
+        target = self.options.target
+        texts = {i: _translatable_text(batch[i][1]) for i in indices}
+        worded = [i for i in indices if texts[i].strip()]
+        done = dict(zip(worded, translate([texts[i] for i in worded], target, runtime=self.runtime)))
+        for i in indices:
+            result: dict[str, Any] = {"text": "", "source": None, "target": target,
+                                      "from": TRANSLATE_FROM[batch[i][0].modality]}
+            if i not in done:
+                result["note"] = "no text to translate"
+            else:
+                result.update(text=done[i].text, source=done[i].source)
+                if done[i].source == target:
+                    result["note"] = f"already in {LANGUAGES[target]}"
+                elif detect_language(texts[i])[0] is None:  # too few words to tell: translate() took a guess
+                    result["note"] = f"language not recognised; translated as {LANGUAGES[done[i].source]}"
+            extra[i]["translate"] = result
+
+    def _segment(self, decoded: Decoded) -> dict[str, Any]:
+        """The person mask of one photo, its picture written under --masks-dir.
+
+        A photo decoded reduced is decoded again at full size, one at a time: the mask, cutout or blurred
+        picture a person gets back is the size of their photo, while the batches in flight hold reduced images."""
+        from .imaging import load_image
+        from .scene import folder_results
+
+        entry = decoded.entry
+        image = decoded.payload if decoded.scale == (1.0, 1.0) else load_image(entry.path)
+        rel = entry.rel
+        if self._names["image"][(str(Path(rel).parent), Path(rel).stem)] > 1:
+            rel += ".png"  # b.jpg and b.png side by side: b.jpg.mask.png and b.png.mask.png
+        found = folder_results([image], [rel], ("segment",), self.options.masks_dir, self.runtime,
+                               self.options.segment_mode)
+        return found[0]["segment"]
+
+    # -- transcripts ------------------------------------------------------------------------------------------
 
     def _export_transcript(self, entry: FileEntry, perceived: Perception, names: Counter) -> None:
         """TXT and SRT beside where the recording sits in the input tree (rec.wav and rec.mp3: rec.wav.txt)."""
@@ -703,8 +910,7 @@ class BatchRun:
 
         events: queue.Queue[str] = queue.Queue()
         # The run's own writes (results, transcripts) must not wake it up again.
-        own = [self.out.resolve()] + ([Path(self.options.transcripts_dir).resolve()]
-                                      if self.options.transcripts_dir is not None else [])
+        own = [self.out.resolve()] + [folder.resolve() for folder in self._own_folders()]
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event) -> None:
@@ -741,10 +947,18 @@ class BatchRun:
         return self.summary
 
     def _rescan(self, start: float) -> None:
-        with ResultsFile(self.out, columns_for(self.tasks), resume=True) as results:
+        with ResultsFile(self.out, self.columns, resume=True) as results:
             todo = self._plan(self._walk(), results, count=False)
             if todo:
                 self._process(todo, results, start)
+
+
+def _translatable_text(p: Perception) -> str:
+    if p.modality == "image":
+        return p.ocr.text if p.ocr is not None else ""
+    if p.modality == "audio":
+        return p.transcript.text if p.transcript is not None else ""
+    return p.text or ""
 
 
 def run_batch(in_dir: Path | str, out: Path | str, options: BatchOptions | None = None,

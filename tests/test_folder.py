@@ -242,3 +242,133 @@ def test_folder_tab_runs_the_same_engine(runtime, tmp_path):
     assert {row[0]: row[2] for row in table} == {"cake.txt": "ok", "empty.txt": "error"}
     assert next(row for row in table if row[0] == "cake.txt")[3].startswith("cooking")
     assert results == str(tmp_path / "ui.csv") and len(read_results(results)) == 2
+
+
+# -- detect, segment, translate and trained heads in folder mode ---------------------------------------------------
+
+PORTUGUESE_NOTE = "O gato está dormindo no sofá. Nosso voo para Lisboa atrasou duas horas."
+ENGLISH_NOTE = "The museum is closed on Mondays."
+SIGN = ["Proibido fumar neste local"]
+
+
+def _iou(a, b) -> float:
+    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.fixture(scope="module")
+def scene_folder(tmp_path_factory, photos) -> Path:
+    """Photos in a subfolder; the astronaut at twice its size, so folder mode decodes it reduced (512 px)."""
+    root = tmp_path_factory.mktemp("scene")
+    (root / "trip" / "day1").mkdir(parents=True)
+    astronaut = Image.open(photos["astronaut"])
+    astronaut.resize((astronaut.width * 2, astronaut.height * 2)).save(root / "trip" / "day1" / "astronaut.jpg", quality=92)
+    Image.open(photos["coffee"]).save(root / "trip" / "day1" / "coffee.jpg", quality=92)
+    return root
+
+
+def test_detect_and_segment_rows_in_original_pixels_and_masks_mirrored(scene_folder, runtime, tmp_path):
+    from engine import scene
+    from engine.imaging import load_image
+
+    before = _tree_state(scene_folder)
+    masks = tmp_path / "masks"
+    # The cup on the coffee photo scores 0.28 (test_scene): below the detector's default, so --threshold 0.25.
+    summary = run_batch(scene_folder, tmp_path / "scene.jsonl",
+                        BatchOptions(tasks=("detect", "segment"), masks_dir=masks, threshold=0.25), runtime)
+    assert summary.ok == 2 and summary.exit_ok
+    rows = {row["file"]: row for row in read_results(tmp_path / "scene.jsonl")}
+    for name, label in (("astronaut", "person"), ("coffee", "cup")):
+        rel = f"trip/day1/{name}.jpg"
+        full = load_image(scene_folder / rel)  # the whole file, no reduced decoding
+        expected = scene.detect([full], score_threshold=0.25, runtime=runtime)[0]
+        found = rows[rel]["detect"]["objects"]
+        # The decoded picture is not the file's (reduced, or re-encoded by the decoder), so detections near the
+        # threshold may come and go; the object itself must be where the full-size detection puts it.
+        best = next(o for o in found if o["label"] == label)
+        reference = next(d for d in expected if d.label == label)
+        assert _iou(best["box"], reference.box) >= 0.95 and abs(best["score"] - reference.score) < 0.03
+        assert max(best["box"][2], best["box"][3]) > 0.6 * max(full.size)  # file pixels, not the decoded 512
+        # Segmentation pictures mirror the subfolders, at the photo's own size.
+        mask_rel = rows[rel]["segment"]["mask"]
+        assert mask_rel == f"trip/day1/{name}.mask.png"
+        assert Image.open(masks / mask_rel).size == full.size
+    assert rows["trip/day1/astronaut.jpg"]["segment"]["person_fraction"] > 0.3
+    assert _tree_state(scene_folder) == before  # nothing written into the input folder
+    columns = set(columns_for(("detect", "segment")))
+    assert all(set(flatten(row)) <= columns for row in rows.values())
+
+
+def test_translate_rows_for_notes_and_signs(runtime, tmp_path):
+    from docs import render
+
+    folder = tmp_path / "pt"
+    (folder / "notes").mkdir(parents=True)
+    (folder / "signs").mkdir()
+    (folder / "notes" / "nota.txt").write_text(PORTUGUESE_NOTE, encoding="utf-8")
+    (folder / "notes" / "museum.txt").write_text(ENGLISH_NOTE, encoding="utf-8")
+    render(SIGN, font="DejaVuSans-Bold.ttf", size=44, seed=3).image.save(folder / "signs" / "placa.png")
+    out = tmp_path / "translated.csv"
+    summary = run_batch(folder, out, BatchOptions(tasks=("translate",)), runtime)
+    assert summary.ok == 3 and summary.exit_ok
+    rows = {row["file"]: row for row in read_results(out)}
+    assert list(next(iter(rows.values()))) == columns_for(("translate",))
+    note = rows["notes/nota.txt"]
+    assert note["translate.source"] == "pt" and note["translate.from"] == "text" and note["translate.target"] == "en"
+    assert {"cat", "sleeping", "flight", "lisbon"} <= set(note["translate.text"].lower().replace(".", " ").split())
+    sign = rows["signs/placa.png"]
+    assert sign["translate.from"] == "ocr" and sign["translate.source"] == "pt" and "smoking" in sign["translate.text"].lower()
+    museum = rows["notes/museum.txt"]
+    assert museum["translate.text"] == ENGLISH_NOTE and museum["translate.note"] == "already in English"
+
+
+def test_translate_without_the_pack_stops_at_once(tmp_path):
+    from engine.manifest import ModelBundle
+    from engine.runtime import Runtime
+    from engine.translate import TranslationNotInstalled
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({"schema_version": 1, "bundle_version": "x", "models": []}))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text(PORTUGUESE_NOTE, encoding="utf-8")
+    with pytest.raises(TranslationNotInstalled, match="translation is not installed"):
+        BatchRun(tmp_path / "in", tmp_path / "r.jsonl", BatchOptions(tasks=("translate",)),
+                 Runtime(ModelBundle(bundle), device="cpu"))
+    assert not (tmp_path / "r.jsonl").exists()  # no row per file: nothing was started
+
+
+def test_batch_with_a_trained_head_reports_its_classes(runtime, tmp_path):
+    from desktop.cli import main
+    from engine import teach
+
+    notes = {
+        "kitchen": ["Whisk the eggs with sugar and bake the cake for forty minutes.",
+                    "Chop the onions and fry them in olive oil until golden.",
+                    "Boil the pasta in salted water and drain it.",
+                    "Knead the bread dough and let it rise for an hour."],
+        "sailing": ["Hoist the mainsail and trim the jib for a close reach.",
+                    "The harbour master warned of strong winds near the reef.",
+                    "We dropped anchor in the bay and furled the sails.",
+                    "Check the tide tables before leaving the marina."],
+    }
+    data = tmp_path / "data"
+    for label, texts in notes.items():
+        (data / label).mkdir(parents=True)
+        for i, text in enumerate(texts):
+            (data / label / f"{i}.txt").write_text(text, encoding="utf-8")
+    teach.train_head(data, "hobbies", folds=2, runtime=runtime)
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    (folder / "recipe.txt").write_text("Stir the soup and add salt and pepper before serving.", encoding="utf-8")
+    (folder / "log.txt").write_text("Raised the sails at dawn and sailed out of the harbour.", encoding="utf-8")
+    out = tmp_path / "head.csv"
+    code = main(["batch", str(folder), "--out", str(out), "--tasks", "classify", "--head", "hobbies"])
+    assert code == 0
+    rows = {row["file"]: row for row in read_results(out)}
+    assert list(rows["log.txt"]) == columns_for(("classify",), head=True)
+    assert {row["classify.head"] for row in rows.values()} == {"hobbies"}
+    top = {name: json.loads(row["classify.labels"])[0]["label"] for name, row in rows.items()}
+    assert top == {"recipe.txt": "kitchen", "log.txt": "sailing"}
+    assert {item["label"] for item in json.loads(rows["log.txt"]["classify.labels"])} == {"kitchen", "sailing"}
