@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from common import BuildContext, check, entry, source
+from common import BuildContext, check, entry
 
 from engine.fusion import ATTENTION_TEMPERATURE, SCORE_TEMPERATURE, build_bridge_graph, build_head_graph
 from engine.manifest import ModelBundle

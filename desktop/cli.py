@@ -44,6 +44,20 @@ def _failed(records) -> int:
     return EXIT_FILE_FAILED if any("error" in r for r in records) else EXIT_OK
 
 
+def report(records, args, describe) -> int:
+    """Per-file records out: the JSON array with --json, else describe(record) for each usable file and one
+    error line per file that could not be used. The exit code says whether any file failed."""
+    if args.json:
+        _print_json(records)
+    else:
+        for record in records:
+            if "error" in record:
+                _print_error_line(record)
+            else:
+                describe(record)
+    return _failed(records)
+
+
 def _labels_from(args) -> list[str]:
     from engine.tasks import parse_labels
 
@@ -120,12 +134,12 @@ def cmd_selftest(args) -> int:
     runtime = _runtime(args)
     print(f"self-test of the model bundle at {runtime.bundle.root} (device {runtime.device}, {runtime.threads} threads)")
 
-    def report(result) -> None:
+    def show(result) -> None:
         status = "ok  " if result.ok else "FAIL"
         providers = ",".join(p.replace("ExecutionProvider", "") for p in result.providers) or "-"
         print(f"  {status} {result.model_id:18} {result.seconds:6.2f}s  [{providers}]  {result.detail}", flush=True)
 
-    results = run_selftest(runtime, report)
+    results = run_selftest(runtime, show)
     failed = [r for r in results if not r.ok]
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     return EXIT_BROKEN if failed or not results else EXIT_OK
@@ -147,24 +161,20 @@ def cmd_classify(args) -> int:
     runtime = _runtime(args)
     records = classify_files(args.files, labels=labels, top_k=args.top, options=_perception_options(args, labels),
                              runtime=runtime, head=args.head)
-    if args.json:
-        _print_json(records)
-    else:
-        for record in records:
-            if "error" in record:
-                _print_error_line(record)
-                continue
-            print(f"{record['file']} ({record['modality']})")
-            for item in record["labels"]:
-                bar = "█" * round(item["score"] * 20)
-                print(f"  {item['score']:6.1%} {bar:20} {item['label']}")
-            if not record["labels"]:
-                print("  (nothing recognisable: no speech, text or image content)")
-            evidence = record["evidence"]
-            for key in ("ocr_text", "transcript"):
-                if evidence.get(key):
-                    print(f"  {key.replace('_', ' ')}: {' '.join(evidence[key].split())[:200]}")
-    return _failed(records)
+
+    def describe(record) -> None:
+        print(f"{record['file']} ({record['modality']})")
+        for item in record["labels"]:
+            bar = "█" * round(item["score"] * 20)
+            print(f"  {item['score']:6.1%} {bar:20} {item['label']}")
+        if not record["labels"]:
+            print("  (nothing recognisable: no speech, text or image content)")
+        evidence = record["evidence"]
+        for key in ("ocr_text", "transcript"):
+            if evidence.get(key):
+                print(f"  {key.replace('_', ' ')}: {' '.join(evidence[key].split())[:200]}")
+
+    return report(records, args, describe)
 
 
 def cmd_transcribe(args) -> int:
@@ -177,19 +187,15 @@ def cmd_transcribe(args) -> int:
     exports = [(fmt, getattr(args, fmt)) for fmt in ("srt", "vtt", "txt") if getattr(args, fmt)]
     for fmt, target in exports:
         _export_transcripts(transcripts, fmt, Path(target))
-    if args.json:
-        _print_json(records)
-    else:
-        for record in records:
-            if "error" in record:
-                _print_error_line(record)
-                continue
-            print(f"{record['file']} [{record['language']}, {record['duration']:.1f}s]")
-            for segment in record["segments"]:
-                print(f"  [{segment['start']:7.2f} → {segment['end']:7.2f}] {segment['text'].strip()}")
-            if not record["segments"]:
-                print("  (no speech)")
-    return _failed(records)
+
+    def describe(record) -> None:
+        print(f"{record['file']} [{record['language']}, {record['duration']:.1f}s]")
+        for segment in record["segments"]:
+            print(f"  [{segment['start']:7.2f} → {segment['end']:7.2f}] {segment['text'].strip()}")
+        if not record["segments"]:
+            print("  (no speech)")
+
+    return report(records, args, describe)
 
 
 def _export_transcripts(transcripts: dict, fmt: str, target: Path) -> None:
@@ -215,17 +221,13 @@ def cmd_read(args) -> int:
     from engine.tasks import read_files
 
     records = read_files(args.files, runtime=_runtime(args))
-    if args.json:
-        _print_json(records)
-    else:
-        for record in records:
-            if "error" in record:
-                _print_error_line(record)
-                continue
-            print(f"{record['file']} ({len(record['lines'])} lines)")
-            for line in record["lines"]:
-                print(f"  {line['score']:.2f}  {line['text']}")
-    return _failed(records)
+
+    def describe(record) -> None:
+        print(f"{record['file']} ({len(record['lines'])} lines)")
+        for line in record["lines"]:
+            print(f"  {line['score']:.2f}  {line['text']}")
+
+    return report(records, args, describe)
 
 
 def cmd_describe(args) -> int:
@@ -249,16 +251,12 @@ def cmd_embed(args) -> int:
     from engine.tasks import embed_files
 
     records = embed_files(args.files, options=_perception_options(args, []), runtime=_runtime(args))
-    if args.json:
-        _print_json(records)
-    else:
-        for record in records:
-            if "error" in record:
-                _print_error_line(record)
-                continue
-            head = ", ".join(f"{v:+.3f}" for v in record["vector"][:4])
-            print(f"{record['file']} ({record['modality']}): {record['dim']}-d [{head}, …]")
-    return _failed(records)
+
+    def describe(record) -> None:
+        head = ", ".join(f"{v:+.3f}" for v in record["vector"][:4])
+        print(f"{record['file']} ({record['modality']}): {record['dim']}-d [{head}, …]")
+
+    return report(records, args, describe)
 
 
 # -- parser -----------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 
-EXIT_OK, EXIT_FILE_FAILED = 0, 1
 
 
 def add_commands(command) -> None:
@@ -27,17 +26,9 @@ def add_commands(command) -> None:
 
 
 def _report(records, args, describe) -> int:
-    from desktop.cli import _print_error_line, _print_json
+    from desktop.cli import report
 
-    if args.json:
-        _print_json(records)
-    else:
-        for record in records:
-            if "error" in record:
-                _print_error_line(record)
-            else:
-                describe(record)
-    return EXIT_FILE_FAILED if any("error" in r for r in records) else EXIT_OK
+    return report(records, args, describe)
 
 
 def cmd_detect(args) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FILE_FAILED = 0, 1
 MAX_FILE_BYTES = 5_000_000  # a text file this large is almost certainly not meant to be translated whole
 
 
@@ -43,7 +42,7 @@ def _read(path: str) -> str:
 
 
 def cmd_translate(args) -> int:
-    from desktop.cli import _print_error_line, _print_json, _runtime
+    from desktop.cli import _runtime, report
     from engine.errors import InputFileError
     from engine.translate import translate
 
@@ -62,17 +61,13 @@ def cmd_translate(args) -> int:
     for (path, text), result in zip(items, results):
         record = {"text": text, "translation": result.text, "source": result.source, "target": result.target}
         records.append({"file": path, **record} if path else record)
-    if args.json:
-        _print_json(records)
-    else:
-        for record in records:
-            if "error" in record:
-                _print_error_line(record)
-                continue
-            if "file" in record:
-                print(f"{record['file']} [{record['source']} -> {record['target']}]")
-                print("  " + record["translation"].replace("\n", "\n  "))
-            else:
-                print(record["translation"])
-                print(f"[{record['source']} -> {record['target']}]", file=sys.stderr)
-    return EXIT_FILE_FAILED if any("error" in r for r in records) else EXIT_OK
+
+    def describe(record) -> None:
+        if "file" in record:
+            print(f"{record['file']} [{record['source']} -> {record['target']}]")
+            print("  " + record["translation"].replace("\n", "\n  "))
+        else:
+            print(record["translation"])
+            print(f"[{record['source']} -> {record['target']}]", file=sys.stderr)
+
+    return report(records, args, describe)
