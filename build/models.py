@@ -4,7 +4,8 @@
 
 Each step converts one family of models, verifies it against its reference on real inputs, and returns
 manifest entries. A step whose entries are already in the manifest with the same build key (a digest of
-the step's code) and whose files are intact is skipped, so a second run with everything in place is a no-op.
+the step's code and of the models it is computed from) and whose files are intact is skipped, so a second
+run with everything in place is a no-op.
 The manifest is rewritten atomically after every step, so an interrupted build keeps what it finished.
 """
 
@@ -47,12 +48,16 @@ OPTIONAL_STEPS: dict[str, tuple[str, list[str]]] = {
 # Steps whose outputs are computed from other models: their key includes those models' hashes, so a
 # rebuilt text encoder also rebuilds the class-name embeddings made with it.
 STEP_INPUTS: dict[str, list[str]] = {"fusion_step": ["text-encoder", "image-classifier"]}
+# Engine code whose output a step ships (not only uses to verify): the fusion head graph is built by engine/fusion.py.
+STEP_CODE: dict[str, list[str]] = {"fusion_step": ["engine/fusion.py"]}
 
 
 def step_key(module_name: str, manifest: dict) -> str:
     digest = hashlib.sha256()
     for name in (f"{module_name}.py", "common.py"):
         digest.update((HERE / name).read_bytes())
+    for name in STEP_CODE.get(module_name, []):
+        digest.update((ROOT / name).read_bytes())
     for model in manifest["models"]:
         if model["id"] in STEP_INPUTS.get(module_name, []):
             digest.update("".join(f["sha256"] for f in model["files"].values()).encode())
@@ -119,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     for pack in args.without:
         left_out = OPTIONAL_STEPS[pack][1]
         manifest["models"] = [m for m in manifest["models"] if m["id"] not in left_out]
+        # The manifest first, then the files: it must never list files that are gone (a later step re-reads it).
+        write_manifest(args.out, manifest)
         for model_id in left_out:
             shutil.rmtree(args.out / model_id, ignore_errors=True)
     for module_name, ids in steps:

@@ -23,7 +23,9 @@ def add_commands(command) -> None:
     p = command("listen", cmd_listen, "record from the microphone and transcribe (continuous until Ctrl-C, "
                                       "or --seconds N)")
     p.add_argument("--seconds", type=float, help="record this long, then transcribe (default: listen until Ctrl-C)")
-    p.add_argument("--device", help="microphone index or (part of its) name, from `fusiondesk devices`")
+    # dest "microphone": the global --device (auto|cpu|gpu, before the command) must keep its own value
+    p.add_argument("--device", dest="microphone", metavar="D",
+                   help="microphone index or (part of its) name, from `fusiondesk devices`")
     p.add_argument("--language", default="en", help="en (default, fast English model), auto, or a code such as de")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
 
@@ -69,6 +71,7 @@ def cmd_devices(args) -> int:
 def cmd_listen(args) -> int:
     from desktop.capture import CaptureUnavailable
 
+    _apply_runtime_flags(args)
     try:
         if args.seconds is not None:
             return _listen_fixed(args)
@@ -83,7 +86,7 @@ def _listen_fixed(args) -> int:
     from engine.speech import transcribe
     from engine.tasks import speech_model_for
 
-    samples, device = record(args.seconds, args.device)
+    samples, device = record(args.seconds, args.microphone)
     if not args.json:
         print(f"recorded {len(samples) / 16000:.1f} s from {device.name}", file=sys.stderr)
     model_id = speech_model_for(args.language)
@@ -98,7 +101,7 @@ def _listen_continuous(args) -> int:
 
     transcriber = PhraseTranscriber(language=args.language)
     phrases = []
-    with MicrophoneStream(args.device) as mic:
+    with MicrophoneStream(args.microphone) as mic:
         if not args.json:
             print(f"listening on {mic.chosen.name} (Ctrl-C to stop)", file=sys.stderr)
         try:

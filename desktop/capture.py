@@ -313,7 +313,10 @@ class BackgroundTranscriber:
 
     def finish(self, timeout: float = 30.0) -> list[Phrase]:
         """No more audio: transcribe what is left (the phrase in progress) and stop the thread."""
-        self._queue.put(None)
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:  # the worker is gone or stuck: do not hang the caller
+            self.error = self.error or "transcription stopped responding"
         self._thread.join(timeout)
         return self.snapshot()[0]
 
@@ -337,6 +340,9 @@ class BackgroundTranscriber:
                     found += self.transcriber.flush()
             except FusionDeskError as exc:
                 self.error = str(exc)
+                found = []
+            except Exception as exc:  # a model or numpy failure must be shown, not kill the worker silently
+                self.error = f"transcription failed ({type(exc).__name__}: {exc})"
                 found = []
             with self._lock:
                 for phrase in found:

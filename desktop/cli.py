@@ -211,8 +211,17 @@ def _export_transcripts(transcripts: dict, fmt: str, target: Path) -> None:
         print(f"wrote {target}", file=sys.stderr)
         return
     target.mkdir(parents=True, exist_ok=True)
+    taken: set[str] = set()
+    stems = [Path(source).stem for source in transcripts]
     for source, transcript in transcripts.items():
-        out = target / (Path(source).stem + "." + fmt)
+        # rec.srt, or rec.wav.srt when rec.wav and rec.mp3 both came, then rec-2.srt...: one file per recording
+        name = Path(source).stem if stems.count(Path(source).stem) == 1 else Path(source).name
+        candidate, number = f"{name}.{fmt}", 1
+        while candidate in taken:
+            number += 1
+            candidate = f"{name}-{number}.{fmt}"
+        taken.add(candidate)
+        out = target / candidate
         atomic_write_text(out, render(transcript))
         print(f"wrote {out}", file=sys.stderr)
 

@@ -92,8 +92,8 @@ def run_folder(folder: str, out: str, tasks: list[str], labels: str, recursive: 
     if not tasks:
         raise gr.Error("Choose at least one task.", print_exception=False)
     source = Path(folder).expanduser()
-    target = Path(out).expanduser() if out and out.strip() else default_results_path(source)
-    masks = default_masks_dir(target) if "segment" in tasks else None
+    results = Path(out).expanduser() if out and out.strip() else default_results_path(source)
+    masks = default_masks_dir(results) if "segment" in tasks else None
     options = BatchOptions(tasks=tuple(tasks), labels=parse_labels(labels), recursive=recursive, resume=resume,
                            include=include.split() if include else [], exclude=exclude.split() if exclude else [],
                            target=target or "en", masks_dir=masks, segment_mode=segment_mode or "mask")
@@ -110,7 +110,7 @@ def run_folder(folder: str, out: str, tasks: list[str], labels: str, recursive: 
 
     stop = threading.Event()
     try:
-        run = BatchRun(source, target, options, progress=on_progress, stop=stop)
+        run = BatchRun(source, results, options, progress=on_progress, stop=stop)
     except FusionDeskError as exc:
         raise gr.Error(str(exc), print_exception=False) from None
     outcome: dict[str, Any] = {}
@@ -139,9 +139,9 @@ def run_folder(folder: str, out: str, tasks: list[str], labels: str, recursive: 
     reasons = ", ".join(f"{esc(r)}: {n}" for r, n in sorted(data["skip_reasons"].items()))
     status = (f"**Done** in {data['seconds']:.1f} s: {data['ok']} ok, {data['failed']} failed, {data['skipped']} "
               f"skipped{f' ({reasons})' if reasons else ''}, {data['resumed']} already done. "
-              f"Results: `{esc(target)}`" + (f"; pictures: `{esc(masks)}`" if masks is not None else ""))
+              f"Results: `{esc(results)}`" + (f"; pictures: `{esc(masks)}`" if masks is not None else ""))
     with lock:
-        yield status, progress_html(latest["progress"], finished=True), list(rows), str(target)
+        yield status, progress_html(latest["progress"], finished=True), list(rows), str(results)
 
 
 def folder_tab() -> None:

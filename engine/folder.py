@@ -40,7 +40,7 @@ import numpy as np
 
 from .errors import FusionDeskError, InputFileError
 from .filetypes import modality_of, read_text_file
-from .perceive import TEXT_CONFIDENCE, Perceiver, Perception, PerceptionOptions
+from .perceive import TEXT_CONFIDENCE, Perceiver, Perception, PerceptionOptions, guard_file
 from .runtime import Runtime, get_runtime
 from .scene import DETECTOR_ID, FOLDER_TASK_COLUMNS, FOLDER_TASK_FITS, SEGMENT_MODES, SEGMENTER_ID
 
@@ -276,32 +276,21 @@ def perceive_decoded(batch: list[Decoded], perceiver: Perceiver) -> list[Percept
         _perceive_texts(batch, texts, perceiver, results)
     for i, item in enumerate(batch):
         if item.error is None and item.entry.modality == "audio":
-            results[i] = _guard(item.entry.path, lambda item=item: perceiver.perceive_audio(item.payload, str(item.entry.path)))
+            results[i] = guard_file(item.entry.path, lambda item=item: perceiver.perceive_audio(item.payload, str(item.entry.path)))
     return results  # type: ignore[return-value]
-
-
-def _guard(path: Path, work: Callable[[], Any]) -> Any:
-    try:
-        return work()
-    except InputFileError as exc:
-        return exc
-    except FusionDeskError:
-        raise  # a broken model bundle is not the file's fault: stop and say so
-    except Exception as exc:
-        return InputFileError(path, f"could not be processed ({type(exc).__name__}: {exc})")
 
 
 def _perceive_images(batch: list[Decoded], indices: list[int], perceiver: Perceiver, results: list) -> None:
     work = lambda: perceiver.perceive_images([batch[i].payload for i in indices],  # noqa: E731
                                              [str(batch[i].entry.path) for i in indices])
-    found = _guard(batch[indices[0]].entry.path, work)
+    found = guard_file(batch[indices[0]].entry.path, work)
     if isinstance(found, list):
         for i, perception in zip(indices, found):
             results[i] = _in_file_pixels(perception, batch[i].scale)
         return
     # One odd image failed the whole batch: redo them one by one so only that file gets the error row.
     for i in indices:
-        one = _guard(batch[i].entry.path, lambda i=i: perceiver.perceive_images([batch[i].payload], [str(batch[i].entry.path)]))
+        one = guard_file(batch[i].entry.path, lambda i=i: perceiver.perceive_images([batch[i].payload], [str(batch[i].entry.path)]))
         results[i] = _in_file_pixels(one[0], batch[i].scale) if isinstance(one, list) else one
 
 
@@ -326,15 +315,16 @@ def _perceive_texts(batch: list[Decoded], indices: list[int], perceiver: Perceiv
     from .text import embed_texts
 
     texts = [batch[i].payload for i in indices]
-    vectors = _guard(batch[indices[0]].entry.path, lambda: embed_texts(texts, runtime=perceiver.runtime))
+    vectors = guard_file(batch[indices[0]].entry.path, lambda: embed_texts(texts, runtime=perceiver.runtime))
     if isinstance(vectors, InputFileError):
         for i in indices:
-            results[i] = _guard(batch[i].entry.path, lambda i=i: perceiver.perceive_text(batch[i].payload, str(batch[i].entry.path)))
+            results[i] = guard_file(batch[i].entry.path, lambda i=i: perceiver.perceive_text(batch[i].payload, str(batch[i].entry.path)))
         return
     for i, text, vector in zip(indices, texts, vectors):
         name = str(batch[i].entry.path)
         results[i] = Perception(file=name, modality="text", text=text,
                                 tokens=[Token("text", vector, TEXT_CONFIDENCE, text=text, source=name)])
+        perceiver.add_translations(results[i])  # as Perceiver.perceive_text does: same tokens as the CLI
 
 
 def perceive_stream(
@@ -544,6 +534,9 @@ class ResultsFile:
             self._load_existing()
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         else:
+            if self.path.is_file() and self.path.stat().st_size > 0 and not self._looks_like_results():
+                raise FusionDeskError(f"{self.path} exists and is not a FusionDesk results file: refusing to "
+                                      "overwrite it; choose another --out file")
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             if self.format == "csv":
                 self._write(self._csv_line(dict(zip(columns, columns))))
@@ -582,13 +575,22 @@ class ResultsFile:
         csv.writer(buffer, lineterminator="\n").writerow(["" if flat.get(c) is None else flat.get(c) for c in self.columns])
         return buffer.getvalue()
 
+    def _looks_like_results(self) -> bool:
+        """Whether an existing file was written by a batch run (its first line), before --no-resume empties it."""
+        with open(self.path, "rb") as handle:
+            first = handle.readline().decode("utf-8", errors="replace").strip()
+        if self.format == "csv":
+            return first.split(",")[:1] == ["file"]
+        try:
+            row = json.loads(first)
+        except ValueError:
+            return False
+        return isinstance(row, dict) and "file" in row and "status" in row
+
     def _load_existing(self) -> None:
         data = self.path.read_bytes()
         end = data.rfind(b"\n") + 1
-        if end < len(data):
-            os.truncate(self.path, end)  # the torn tail of a killed write; that file is done again
-            data = data[:end]
-        text = data.decode("utf-8", errors="replace")
+        text = data[:end].decode("utf-8", errors="replace")
         if self.format == "csv":
             reader = csv.DictReader(io.StringIO(text))
             if reader.fieldnames is not None and list(reader.fieldnames) != self.columns:
@@ -604,6 +606,9 @@ class ResultsFile:
         except (ValueError, KeyError, TypeError) as exc:
             raise FusionDeskError(f"{self.path} is not a FusionDesk results file ({exc}); choose another --out "
                                   "file or start over with --no-resume") from None
+        # Only now that the file is known to be ours: cut the torn tail of a killed write (that file is done again).
+        if end < len(data):
+            os.truncate(self.path, end)
 
 
 # ---------------------------------------------------------------------------------------------------- run
@@ -833,7 +838,7 @@ class BatchRun:
                 self._image_results.setdefault(d.entry.rel, {})["detect"] = result["detect"]
         if "segment" in self.tasks:
             for d, _ in todo:
-                self._image_results.setdefault(d.entry.rel, {})["segment"] = _guard(
+                self._image_results.setdefault(d.entry.rel, {})["segment"] = guard_file(
                     d.entry.path, lambda d=d: self._segment(d))
 
     def _head_results(self, batch, indices: list[int], extra: list[dict[str, Any]]) -> None:

@@ -234,7 +234,8 @@ class FolderIndex:
             known = {row[0]: row[1:] for row in self._con.execute("SELECT path, id, size, mtime, hash, space FROM items")}
         on_disk = {entry.rel for entry in found}
         gone = {rel: row for rel, row in known.items() if rel not in on_disk}
-        gone_by_hash = {row[3]: rel for rel, row in gone.items() if row[4] == space}
+        # Unreadable files are stored with an empty hash: never take one of them for a renamed file
+        gone_by_hash = {row[3]: rel for rel, row in gone.items() if row[4] == space and row[3]}
         todo: list[tuple[FileEntry, str]] = []
         with self._transaction() as con:
             for entry in found:
@@ -252,7 +253,7 @@ class FolderIndex:
                     con.execute("UPDATE items SET size = ?, mtime = ? WHERE id = ?", (entry.size, entry.mtime, row[0]))
                     summary.unchanged += 1  # touched, or copied back: same content, same vector
                     continue
-                if row is None and digest in gone_by_hash:
+                if row is None and digest and digest in gone_by_hash:
                     old = gone.pop(gone_by_hash.pop(digest))
                     con.execute("UPDATE items SET path = ?, size = ?, mtime = ? WHERE id = ?",
                                 (entry.rel, entry.size, entry.mtime, old[0]))

@@ -71,6 +71,19 @@ class PerceptionOptions:
     acoustic_features: bool = False
 
 
+def guard_file(path, work):
+    """Run work() for one file: its InputFileError, or any unexpected failure, becomes that file's error; a
+    broken model bundle (FusionDeskError) is not the file's fault and stops the run."""
+    try:
+        return work()
+    except InputFileError as exc:
+        return exc
+    except FusionDeskError:
+        raise
+    except Exception as exc:
+        return InputFileError(path, f"could not be processed ({type(exc).__name__}: {exc})")
+
+
 class Perceiver:
     """Turns inputs into Perceptions, batching what batches (image classification, text embedding)."""
 
@@ -98,9 +111,9 @@ class Perceiver:
         if by_modality["image"]:
             self._perceive_image_files(paths, by_modality["image"], results)
         for index in by_modality["audio"]:
-            results[index] = self._guard(paths[index], lambda p=paths[index]: self.perceive_audio_file(p))
+            results[index] = guard_file(paths[index], lambda p=paths[index]: self.perceive_audio_file(p))
         for index in by_modality["text"]:
-            results[index] = self._guard(paths[index], lambda p=paths[index]: self.perceive_text(read_text_file(p), str(p)))
+            results[index] = guard_file(paths[index], lambda p=paths[index]: self.perceive_text(read_text_file(p), str(p)))
         return results  # type: ignore[return-value]
 
     def _perceive_image_files(self, paths, indices: list[int], results: list) -> None:
@@ -124,17 +137,6 @@ class Perceiver:
             perceptions = self.perceive_images([image for _, image in good], [str(paths[i]) for i, _ in good])
             for (index, _), perception in zip(good, perceptions):
                 results[index] = perception
-
-    @staticmethod
-    def _guard(path, work):
-        try:
-            return work()
-        except InputFileError as exc:
-            return exc
-        except FusionDeskError:
-            raise  # a broken model bundle is not the file's fault: stop and say so
-        except Exception as exc:
-            return InputFileError(path, f"could not be processed ({type(exc).__name__}: {exc})")
 
     # -- in-memory inputs -----------------------------------------------------------------------------------
 
@@ -172,10 +174,10 @@ class Perceiver:
                 scores = [line.score for line in perception.ocr.lines] or [0.0]
                 perception.tokens.append(Token("ocr", vector, float(np.mean(scores)), text=text, source=perception.file))
         for perception in perceptions:
-            self._add_translations(perception)
+            self.add_translations(perception)
         return perceptions
 
-    def _add_translations(self, perception: Perception) -> None:
+    def add_translations(self, perception: Perception) -> None:
         """Portuguese text read or heard also enters the (English) text space translated, so it can match
         English labels and search queries; nothing happens when the translation pack is not installed."""
         from .translate import english_tokens
@@ -200,7 +202,7 @@ class Perceiver:
             perception.tokens.append(Token("transcript", vector, TRANSCRIPT_CONFIDENCE, text=transcript.text, source=name))
         if self.options.acoustic_features:
             perception.acoustic_feature = encoder_features(samples, model_id=self.options.speech_model, runtime=self.runtime)
-        self._add_translations(perception)
+        self.add_translations(perception)
         return perception
 
     def perceive_text(self, text: str, name: str = "text") -> Perception:
@@ -210,5 +212,5 @@ class Perceiver:
         if text.strip():
             vector = embed_texts([text], runtime=self.runtime)[0]
             perception.tokens.append(Token("text", vector, TEXT_CONFIDENCE, text=text, source=name))
-        self._add_translations(perception)
+        self.add_translations(perception)
         return perception

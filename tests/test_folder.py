@@ -372,3 +372,32 @@ def test_batch_with_a_trained_head_reports_its_classes(runtime, tmp_path):
     top = {name: json.loads(row["classify.labels"])[0]["label"] for name, row in rows.items()}
     assert top == {"recipe.txt": "kitchen", "log.txt": "sailing"}
     assert {item["label"] for item in json.loads(rows["log.txt"]["classify.labels"])} == {"kitchen", "sailing"}
+
+
+def test_folder_tab_translates_into_the_chosen_language(runtime, tmp_path):
+    """The tab passes the chosen language to the run (not the results path) and the rows carry the translation."""
+    from desktop.ui_folder import run_folder
+
+    folder = tmp_path / "notas"
+    folder.mkdir()
+    (folder / "nota.txt").write_text(PORTUGUESE_NOTE, encoding="utf-8")
+    results = tmp_path / "ui.jsonl"
+    status, _, table, written = list(run_folder(str(folder), str(results), ["translate"], "", True, True, "", "",
+                                                target="en"))[-1]
+    assert status.startswith("**Done**") and "1 ok" in status, status
+    (row,) = read_results(written)
+    assert row["translate"]["target"] == "en" and "cat" in row["translate"]["text"].lower(), row
+
+
+def test_results_path_that_is_not_ours_is_never_changed(runtime, tmp_path):
+    """--out pointing at someone else's file: refused with or without --resume, and the file stays as it was."""
+    from engine.errors import FusionDeskError
+    from engine.folder import ResultsFile
+
+    for name, content in (("notes.csv", "name,phone\nAda,123\npartial line"), ("diary.jsonl", '{"day": 1}\nhalf')):
+        other = tmp_path / name
+        other.write_text(content, encoding="utf-8")
+        for resume in (True, False):
+            with pytest.raises(FusionDeskError):
+                ResultsFile(other, ["file", "modality", "status", "error", "size", "mtime"], resume=resume)
+            assert other.read_text(encoding="utf-8") == content
