@@ -450,7 +450,10 @@ class BatchOptions:
         # OCR costs most of an image's time: run it when text is asked for, or when labels may be decided by it.
         ocr = ("read" in tasks or "embed" in tasks or "translate" in tasks
                or ("classify" in tasks and bool(self.labels)))
-        options = PerceptionOptions(ocr=ocr, top_k=max(5, self.top_k), speech_model=self.speech_model(),
+        # Object detection feeds the labels and the fused vector (an "objects" token) and the detect task;
+        # --tasks read or transcribe alone need none of it.
+        objects = "classify" in tasks or "embed" in tasks or "detect" in tasks
+        options = PerceptionOptions(ocr=ocr, objects=objects, top_k=max(5, self.top_k), speech_model=self.speech_model(),
                                     language=self.language)
         if head is not None and "classify" in tasks:
             options = head.perception_options(options)

@@ -6,6 +6,7 @@ the UI shows. A file that cannot be used yields {"file", "error"} and the others
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import Any, Iterable
@@ -65,12 +66,21 @@ class LabelSpace:
                 cls._cache[key] = found
         return found
 
-    @staticmethod
-    def imagenet(runtime: Runtime) -> tuple[list[str], np.ndarray]:
+    _imagenet: dict[int, tuple[list[str], np.ndarray]] = {}
+
+    @classmethod
+    def imagenet(cls, runtime: Runtime) -> tuple[list[str], np.ndarray]:
+        """The 1000 ImageNet names and their embeddings (shipped in the bundle), loaded once per runtime."""
         from .image import class_names
 
-        matrix = np.load(runtime.bundle.path("concept-bridge", "class_embeddings"))
-        return class_names(runtime), matrix
+        key = id(runtime)
+        with cls._lock:
+            found = cls._imagenet.get(key)
+        if found is None:
+            found = (class_names(runtime), np.load(runtime.bundle.path("concept-bridge", "class_embeddings")))
+            with cls._lock:
+                cls._imagenet[key] = found
+        return found
 
 
 def score_perception(perception: Perception, labels: list[str], runtime: Runtime, top_k: int) -> list[dict[str, Any]]:
@@ -100,7 +110,8 @@ def classify_files(
     runtime = runtime or get_runtime()
     paths = [str(p) for p in paths]
     labels = labels or []
-    options = options or PerceptionOptions(top_k=max(top_k, 5))
+    # A copy: the caller's options are theirs (the OCR switch below is this call's business).
+    options = dataclasses.replace(options) if options else PerceptionOptions(top_k=max(top_k, 5))
     if head:
         return _classify_with_head(paths, head, top_k, options, runtime)
     # OCR is what lets a label be decided by text in a picture; without labels, ImageNet names need no OCR.
