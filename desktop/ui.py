@@ -37,7 +37,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from engine.errors import FusionDeskError  # noqa: E402
-from engine.runtime import Runtime, get_runtime, set_runtime  # noqa: E402
+from engine.runtime import Runtime, default_threads, get_runtime, set_runtime  # noqa: E402
 
 log = logging.getLogger("fusiondesk.ui")
 
@@ -783,8 +783,9 @@ def apply_settings(device, threads, speech_model):
 
     settings = Settings(device=device, threads=int(threads or 0), speech_model=speech_model)
     current = get_runtime()
-    # A new runtime (new sessions on the chosen device) only when device or threads changed.
-    if settings.device != current.device or (settings.threads or current.threads) != current.threads:
+    # A new runtime (new sessions on the chosen device) only when device or threads changed; 0 threads means
+    # the default (one per physical core), which may differ from the current count.
+    if settings.device != current.device or (settings.threads or default_threads()) != current.threads:
         set_runtime(Runtime(current.bundle, device=settings.device, threads=settings.threads or None))
     path = save_settings(settings)
     return f"Saved to {path}. " + settings_summary(), models_table(), license_notes()

@@ -395,6 +395,15 @@ def _output_path(out_dir: Path, source: str, suffix: str, taken: set[Path]) -> P
     return target
 
 
+FILE_CHUNK = 8  # images held decoded at full size at once: memory stays bounded however many files are given
+
+
+def _chunks(paths: Sequence[str | Path]):
+    paths = [str(p) for p in paths]
+    for start in range(0, len(paths), FILE_CHUNK):
+        yield paths[start:start + FILE_CHUNK]
+
+
 def _load_all(paths: Sequence[str | Path]) -> list[tuple[str, Image.Image | InputFileError]]:
     from .imaging import load_image
 
@@ -413,21 +422,22 @@ def detect_files(paths: Sequence[str | Path], score_threshold: float = DEFAULT_S
     from .fileio import atomic_write_bytes
 
     runtime = runtime or get_runtime()
-    loaded = _load_all(paths)
-    good = [(path, image) for path, image in loaded if not isinstance(image, InputFileError)]
-    found = dict(zip([path for path, _ in good],
-                     detect([image for _, image in good], score_threshold=score_threshold, runtime=runtime)))
     records, taken = [], set()
-    for path, image in loaded:
-        if isinstance(image, InputFileError):
-            records.append({"file": path, "error": image.problem})
-            continue
-        record: dict[str, Any] = {"file": path, "objects": [d.to_json() for d in found[path]]}
-        if draw_dir is not None:
-            target = _output_path(Path(draw_dir), path, ".boxes.png", taken)
-            atomic_write_bytes(target, png_bytes(draw_detections(image, found[path], class_names(runtime))))
-            record["drawn"] = str(target)
-        records.append(record)
+    for chunk in _chunks(paths):
+        loaded = _load_all(chunk)
+        good = [image for _, image in loaded if not isinstance(image, InputFileError)]
+        found = iter(detect(good, score_threshold=score_threshold, runtime=runtime))
+        for path, image in loaded:
+            if isinstance(image, InputFileError):
+                records.append({"file": path, "error": image.problem})
+                continue
+            detections = next(found)
+            record: dict[str, Any] = {"file": path, "objects": [d.to_json() for d in detections]}
+            if draw_dir is not None:
+                target = _output_path(Path(draw_dir), path, ".boxes.png", taken)
+                atomic_write_bytes(target, png_bytes(draw_detections(image, detections, class_names(runtime))))
+                record["drawn"] = str(target)
+            records.append(record)
     return records
 
 
@@ -439,15 +449,16 @@ def segment_files(paths: Sequence[str | Path], out_dir: Path | str, mode: str = 
     if mode not in SEGMENT_MODES:
         raise ValueError(f"unknown mode {mode!r}: choose one of {', '.join(SEGMENT_MODES)}")
     runtime = runtime or get_runtime()
-    loaded = _load_all(paths)
-    good = [(path, image) for path, image in loaded if not isinstance(image, InputFileError)]
-    masks = dict(zip([path for path, _ in good], segment([image for _, image in good], runtime=runtime)))
     records, taken = [], set()
-    for path, image in loaded:
-        if isinstance(image, InputFileError):
-            records.append({"file": path, "error": image.problem})
-            continue
-        target = _output_path(Path(out_dir), path, f".{mode}.png", taken)
-        atomic_write_bytes(target, png_bytes(render_segmentation(image, masks[path], mode)))
-        records.append({"file": path, "person_fraction": round(person_fraction(masks[path]), 4), "output": str(target)})
+    for chunk in _chunks(paths):
+        loaded = _load_all(chunk)
+        masks = iter(segment([image for _, image in loaded if not isinstance(image, InputFileError)], runtime=runtime))
+        for path, image in loaded:
+            if isinstance(image, InputFileError):
+                records.append({"file": path, "error": image.problem})
+                continue
+            mask = next(masks)
+            target = _output_path(Path(out_dir), path, f".{mode}.png", taken)
+            atomic_write_bytes(target, png_bytes(render_segmentation(image, mask, mode)))
+            records.append({"file": path, "person_fraction": round(person_fraction(mask), 4), "output": str(target)})
     return records
