@@ -598,11 +598,9 @@ def _listener(state: dict, language: str):
 
 
 def speech_model_id(language: str) -> str:
-    from engine.settings import SPEECH_MODELS, load_settings
     from engine.tasks import speech_model_for
 
-    preferred = SPEECH_MODELS[load_settings().speech_model]
-    return speech_model_for(language, preferred=preferred if preferred in get_runtime().bundle.models else None)
+    return speech_model_for(language)  # honours the speech model chosen in the settings
 
 
 def heard_markdown(state: dict) -> str:

@@ -23,10 +23,15 @@ MULTILINGUAL_SPEECH_MODEL = "whisper-base"
 
 
 def speech_model_for(language: str, task: str = "transcribe", preferred: str | None = None) -> str:
-    """tiny.en for English transcription (fast), the multilingual base model for anything else."""
+    """The multilingual base model for other languages and for translation; for English, the model chosen in
+    the settings (the fast tiny.en unless the user picked the multilingual one), or `preferred`."""
     if task == "translate" or language != "en":
         return MULTILINGUAL_SPEECH_MODEL
-    return preferred or ENGLISH_SPEECH_MODEL
+    if preferred is None:
+        from .settings import SPEECH_MODELS, load_settings
+
+        preferred = SPEECH_MODELS.get(load_settings().speech_model, ENGLISH_SPEECH_MODEL)
+    return preferred
 
 
 def error_record(error: InputFileError) -> dict[str, Any]:
