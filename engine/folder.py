@@ -295,7 +295,7 @@ def _perceive_images(batch: list[Decoded], indices: list[int], perceiver: Percei
 
 
 def _in_file_pixels(perception: Perception, scale: tuple[float, float]) -> Perception:
-    """Object boxes moved from the decoded image's pixels to the file's own.
+    """Object boxes and OCR line boxes moved from the decoded image's pixels to the file's own.
 
     Images are decoded reduced (CLASSIFY_MAX_SIDE, or OCR's limit) and the detector sees that image: its
     boxes are scaled back here rather than decoding every photo at full size, which would hold full-size
@@ -303,10 +303,16 @@ def _in_file_pixels(perception: Perception, scale: tuple[float, float]) -> Perce
     (the decode keeps at least its input size, see _image_sides), so no detail it could use is lost."""
     from .scene import Detection
 
-    if perception.objects and scale != (1.0, 1.0):
-        sx, sy = scale
+    if scale == (1.0, 1.0):
+        return perception
+    sx, sy = scale
+    if perception.objects:
         perception.objects = [Detection(d.label, d.score, [d.box[0] * sx, d.box[1] * sy, d.box[2] * sx, d.box[3] * sy])
                               for d in perception.objects]
+    if perception.ocr is not None:
+        # `fusiondesk read` gives boxes in the file's pixels; the same file in folder mode must too.
+        for line in perception.ocr.lines:
+            line.box = [[x * sx, y * sy] for x, y in line.box]
     return perception
 
 

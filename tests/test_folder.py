@@ -401,3 +401,31 @@ def test_results_path_that_is_not_ours_is_never_changed(runtime, tmp_path):
             with pytest.raises(FusionDeskError):
                 ResultsFile(other, ["file", "modality", "status", "error", "size", "mtime"], resume=resume)
             assert other.read_text(encoding="utf-8") == content
+
+
+def test_read_boxes_of_a_large_scan_are_in_the_files_pixels(runtime, tmp_path):
+    """A scan larger than OCR's working size is decoded reduced in folder mode; its line boxes must still be in
+    the file's own pixels, as `fusiondesk read` gives them."""
+    from PIL import ImageDraw, ImageFont
+
+    from engine.tasks import read_files
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    page = Image.new("RGB", (3200, 1200), (248, 246, 240))
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 90)
+    draw.text((200, 200), "Invoice 2026 for the garden", fill=(20, 20, 20), font=font)
+    draw.text((1400, 800), "Total due 300 EUR", fill=(20, 20, 20), font=font)
+    page.save(folder / "big.png")
+    out = tmp_path / "r.jsonl"
+    summary = BatchRun(folder, out, BatchOptions(tasks=("read",)), runtime).run()
+    assert summary.ok == 1
+    (row,) = read_results(out)
+    (direct,) = read_files([folder / "big.png"], runtime=runtime)
+    batch_boxes = sorted(tuple(map(round, line["box"][0])) for line in row["read"]["lines"])
+    direct_boxes = sorted(tuple(map(round, line["box"][0])) for line in direct["lines"])
+    assert len(batch_boxes) == len(direct_boxes) == 2, (row["read"], direct)
+    for (bx, by), (dx, dy) in zip(batch_boxes, direct_boxes):
+        assert abs(bx - dx) < 40 and abs(by - dy) < 40, (batch_boxes, direct_boxes)
+    assert max(x for x, _ in batch_boxes) > 1300  # the second line's box is where it is in the 3200 px file
