@@ -220,9 +220,19 @@ def draw_ocr_boxes(path: str, lines: list[dict], out_dir: Path) -> str | None:
     for line in lines:
         points = [tuple(p) for p in line["box"]]
         draw.line(points + [points[0]], fill=(230, 40, 40), width=width)
-    target = out_dir / f"{Path(path).stem}-text-boxes.png"
+    target = fresh_path(out_dir, f"{Path(path).stem}-text-boxes.png")
     image.save(target)
     return str(target)
+
+
+def fresh_path(folder: Path, name: str) -> Path:
+    """folder/name, or name-2, name-3... when an earlier file of this analysis took it (photo.jpg and
+    photo.png, or two uploads of the same name, must not overwrite each other's pictures)."""
+    target, number = folder / name, 1
+    while target.exists():
+        number += 1
+        target = folder / f"{Path(name).stem}-{number}{Path(name).suffix}"
+    return target
 
 
 # -- scene pictures and translations (Files and Live) ---------------------------------------------------------------
@@ -302,15 +312,16 @@ def scene_pictures(records: list[dict], boxes: bool, people: bool, out_dir: Path
             record["objects"] = record.get("evidence", {}).get("objects", [])
             if record["objects"]:
                 drawn = draw_detections(image, detections_from(record["objects"]), class_names(runtime))
-                drawn.save(out_dir / f"{stem}-objects.jpg", quality=90)
-                pictures.append((str(out_dir / f"{stem}-objects.jpg"), f"{name}: objects"))
+                target = fresh_path(out_dir, f"{stem}-objects.jpg")
+                drawn.save(target, quality=90)
+                pictures.append((str(target), f"{name}: objects"))
         if people and "person-segmenter" in runtime.bundle:
             mask = segment([image], runtime=runtime)[0]
             record["person_fraction"] = round(person_fraction(mask), 4)
             if record["person_fraction"] >= MIN_PEOPLE_SHOWN:  # a picture of nobody would only be dimmed all over
-                people_overlay(image, mask).save(out_dir / f"{stem}-people.jpg", quality=90)
-                pictures.append((str(out_dir / f"{stem}-people.jpg"),
-                                 f"{name}: people ({record['person_fraction']:.0%})"))
+                target = fresh_path(out_dir, f"{stem}-people.jpg")
+                people_overlay(image, mask).save(target, quality=90)
+                pictures.append((str(target), f"{name}: people ({record['person_fraction']:.0%})"))
     return pictures
 
 
@@ -382,7 +393,7 @@ def write_downloads(records: list[dict], transcripts: dict, out_dir: Path) -> li
     for source, transcript in transcripts.items():
         stem = Path(source).stem
         for fmt, text in (("srt", transcript.to_srt()), ("vtt", transcript.to_vtt()), ("txt", transcript.to_txt())):
-            target = out_dir / f"{stem}.{fmt}"
+            target = fresh_path(out_dir, f"{stem}.{fmt}")
             target.write_text(text, encoding="utf-8")
             files.append(target)
     return [str(f) for f in files]
