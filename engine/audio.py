@@ -77,10 +77,6 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def duration_seconds(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
-    return float(len(samples)) / float(sample_rate)
-
-
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise InputFileError(path, "the file does not exist")

@@ -21,7 +21,6 @@ from .errors import InputFileError
 # PIL's own default (about 89 megapixels, a 9459 x 9459 image): larger images are almost always bombs or
 # scans far beyond what any model here can use, and decoding one would take gigabytes of memory.
 MAX_PIXELS = 89_478_485
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
 def load_image(path: Path | str, max_side: int | None = None, min_side: int | None = None) -> Image.Image:
@@ -90,10 +89,6 @@ def to_rgb(image: Image.Image, path: Path | str = "image") -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
-
-
-def is_image_file(path: Path | str) -> bool:
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
 def _check_file(path: Path) -> None:
