@@ -190,16 +190,13 @@ def one_start(display: str, folder: Path, run: int) -> dict:
 def start_xvfb() -> tuple[subprocess.Popen, str]:
     if not shutil.which("Xvfb"):
         raise SystemExit("bench_startup needs Xvfb (apt-get install xvfb)")
-    number = next(n for n in range(200, 260) if not Path(f"/tmp/.X11-unix/X{n}").exists()
-                  and not Path(f"/tmp/.X{n}-lock").exists())
-    xvfb = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1280x900x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not Path(f"/tmp/.X11-unix/X{number}").exists():
-        if xvfb.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("Xvfb did not start")
-        time.sleep(0.1)
-    return xvfb, f":{number}"
+    sys.path.insert(0, str(ROOT / "tests"))
+    from media import start_xvfb as start  # the tests' own Xvfb starter
+
+    try:
+        return start(range(200, 260))
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 # -- report ------------------------------------------------------------------------------------------------------

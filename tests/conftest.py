@@ -80,3 +80,28 @@ def speech_dir(tmp_path_factory) -> Path:
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+UI_TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def server(runtime):
+    """The app's Gradio server, one per UI test module, on 127.0.0.1."""
+    from desktop.ui import launch
+
+    app, url = launch()
+    yield url
+    app.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh browser page on the app. `browser` is each UI module's own: Chromium with that module's fake devices."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.goto(server)
+    page.get_by_text("FusionDesk", exact=True).first.wait_for()
+    yield page
+    context.close()

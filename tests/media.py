@@ -4,6 +4,8 @@ bench/bench_live.py."""
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +59,21 @@ def write_y4m(path: Path, photos: list[np.ndarray], seconds_each: float = 1.0, f
                 out.write(b"FRAME\n")
                 out.write(frame)
     return path
+
+
+def start_xvfb(numbers: range = range(90, 260)) -> tuple[subprocess.Popen, str]:
+    """An Xvfb virtual screen on the first free display number in `numbers`, once its socket exists.
+    Tests and benchmarks pass different ranges so that runs side by side do not race for one number."""
+    number = next((n for n in numbers if not Path(f"/tmp/.X11-unix/X{n}").exists()
+                   and not Path(f"/tmp/.X{n}-lock").exists()), None)
+    if number is None:
+        raise RuntimeError(f"no free X display number in {numbers}")
+    xvfb = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1280x900x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not Path(f"/tmp/.X11-unix/X{number}").exists():
+        if xvfb.poll() is not None or time.monotonic() > deadline:
+            xvfb.kill()
+            raise RuntimeError("Xvfb did not start")
+        time.sleep(0.1)
+    return xvfb, f":{number}"

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from media import start_xvfb
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the frozen app is built and tested on Linux")
 
@@ -173,15 +174,8 @@ def test_server_answers_and_classifies(frozen_app, photos, tmp_path):
 def display():
     if not (shutil.which("Xvfb") and shutil.which("import")):
         pytest.skip("needs Debian's xvfb and imagemagick")
-    number = next(n for n in range(150, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists()
-                  and not Path(f"/tmp/.X{n}-lock").exists())
-    xvfb = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1280x900x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not Path(f"/tmp/.X11-unix/X{number}").exists():
-        assert xvfb.poll() is None and time.monotonic() < deadline, "Xvfb did not start"
-        time.sleep(0.1)
-    yield f":{number}"
+    xvfb, name = start_xvfb(range(150, 200))
+    yield name
     xvfb.terminate()
     xvfb.wait(timeout=10)
 

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,7 +124,7 @@ def test_onnx_conversion_matches_the_native_engine_per_the_manifest(runtime):
 def test_a_bundle_without_the_translation_pack_says_so(runtime, tmp_path):
     from engine.manifest import ModelBundle
     from engine.runtime import Runtime
-    from engine.translate import TranslationNotInstalled, available_targets, english_tokens, translate
+    from engine.translate import TranslationNotInstalled, available_targets, translate
 
     raw = dict(runtime.bundle.raw)
     raw["models"] = [m for m in raw["models"] if not m["id"].startswith("translate-")]

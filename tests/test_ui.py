@@ -10,11 +10,11 @@ import time
 import numpy as np
 import pytest
 
-from conftest import speak
+from conftest import UI_TIMEOUT_MS, speak
 from media import CHROMIUM, chromium_flags, write_y4m
 
 SENTENCE = "Please send the invoice to the accounting team."  # one tiny.en hears right, greedy, at any padding
-TIMEOUT_MS = 30_000
+TIMEOUT_MS = UI_TIMEOUT_MS
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +37,6 @@ def media(tmp_path_factory, photos):
 
 
 @pytest.fixture(scope="module")
-def server(runtime):
-    from desktop.ui import launch
-
-    app, url = launch()
-    yield url
-    app.close()
-
-
-@pytest.fixture(scope="module")
 def browser(media):
     from playwright.sync_api import sync_playwright
 
@@ -54,17 +45,6 @@ def browser(media):
                                               args=chromium_flags(video=media["camera"], audio=media["padded"]))
         yield instance
         instance.close()
-
-
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(server)
-    page.get_by_text("FusionDesk", exact=True).first.wait_for()
-    yield page
-    context.close()
 
 
 def analyse(page, *paths) -> str:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import speak
+from conftest import UI_TIMEOUT_MS, speak
 from media import CHROMIUM, chromium_flags, write_y4m
 
-TIMEOUT_MS = 30_000
+TIMEOUT_MS = UI_TIMEOUT_MS
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +36,6 @@ def media(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(runtime):
-    from desktop.ui import launch
-
-    app, url = launch()
-    yield url
-    app.close()
-
-
-@pytest.fixture(scope="module")
 def browser(media):
     from playwright.sync_api import sync_playwright
 
@@ -52,17 +43,6 @@ def browser(media):
         instance = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_flags(video=media["camera"]))
         yield instance
         instance.close()
-
-
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(server)
-    page.get_by_text("FusionDesk", exact=True).first.wait_for()
-    yield page
-    context.close()
 
 
 def choose(page, label: str, option: str) -> None:

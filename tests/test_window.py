@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import ROOT
+from media import start_xvfb
 
 pytestmark = pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("import")),
                                 reason="needs Debian's xvfb and imagemagick")
@@ -26,7 +24,6 @@ DRIVER = r"""
 import json, socket, subprocess, sys, threading, time
 from functools import partial
 from http.server import HTTPServer, SimpleHTTPRequestHandler
-from pathlib import Path
 
 from desktop import window
 
@@ -75,23 +72,10 @@ print("RESULT " + json.dumps(out), flush=True)
 """
 
 
-def _free_display() -> int:
-    for number in range(90, 140):
-        if not Path(f"/tmp/.X11-unix/X{number}").exists() and not Path(f"/tmp/.X{number}-lock").exists():
-            return number
-    raise RuntimeError("no free X display number")
-
-
 @pytest.fixture(scope="module")
 def display():
-    number = _free_display()
-    xvfb = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1280x900x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not Path(f"/tmp/.X11-unix/X{number}").exists():
-        assert xvfb.poll() is None and time.monotonic() < deadline, "Xvfb did not start"
-        time.sleep(0.1)
-    yield f":{number}"
+    xvfb, name = start_xvfb(range(90, 140))
+    yield name
     xvfb.terminate()
     xvfb.wait(timeout=10)
 
