@@ -23,26 +23,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "build"))
 
 from common import SPEECH_SENTENCES, espeak_wav  # noqa: E402
+from whisper_step import word_error_rate  # noqa: E402  (the build's own WER, the same normalisation)
 
 from engine.audio import load_audio  # noqa: E402
 from engine.manifest import ModelBundle  # noqa: E402
 from engine.runtime import Runtime  # noqa: E402
 from engine.speech import transcribe  # noqa: E402
 
-
-
-def words(text: str) -> list[str]:
-    return [w for w in "".join(c.lower() if c.isalnum() or c.isspace() else " " for c in text).split()]
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref, hyp = words(reference), words(hypothesis)
-    distance = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        previous, distance[0] = distance[0], i
-        for j, h in enumerate(hyp, 1):
-            previous, distance[j] = distance[j], min(distance[j] + 1, distance[j - 1] + 1, previous + (r != h))
-    return distance[len(hyp)] / max(1, len(ref))
 
 
 def best_time(fn, repeats: int) -> tuple[float, str]:
@@ -93,7 +80,7 @@ def main() -> int:
             peer_t.append(t_peer)
             ours_wer.append(word_error_rate(text, text_ours))
             peer_wer.append(word_error_rate(text, text_peer))
-            same += words(text_ours) == words(text_peer)
+            same += word_error_rate(text_peer, text_ours) == 0.0
         rows.append((beam, np.mean(ours_t), np.mean(peer_t), sum(ours_t) / seconds, sum(peer_t) / seconds,
                      np.mean(ours_wer), np.mean(peer_wer), same))
 
