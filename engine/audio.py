@@ -1,9 +1,9 @@
 """Audio in: any common file (WAV, FLAC, OGG/Vorbis, MP3, AIFF, ...) or a microphone buffer, out as
 float32 mono samples at 16 kHz, the rate every speech model in the bundle expects.
 
-Decoding is libsndfile's (through soundfile; its wheels read MP3 too), resampling is scipy's polyphase
-filter. Anything wrong with a file is reported as an InputFileError that names the file, before a model
-ever sees it.
+Decoding is libsndfile's (through soundfile; its wheels read MP3 too), resampling is a numpy polyphase
+filter of scipy.signal.resample_poly's design (so that the app need not ship SciPy for one function).
+Anything wrong with a file is reported as an InputFileError that names the file, before a model ever sees it.
 """
 
 from __future__ import annotations
@@ -68,13 +68,80 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int, target_rate: int = SAMPLE
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """float32 samples at `from_rate` -> float32 at `to_rate` (see resample_poly)."""
     if from_rate == to_rate or samples.size == 0:
         return np.ascontiguousarray(samples, dtype=np.float32)
-    from scipy.signal import resample_poly
-
     common = gcd(int(from_rate), int(to_rate))
-    out = resample_poly(samples, int(to_rate) // common, int(from_rate) // common)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return resample_poly(samples, int(to_rate) // common, int(from_rate) // common, dtype=np.float32)
+
+
+_CHUNK_INPUT = 1 << 20  # input samples filtered per step: memory stays a few tens of MB for any length
+
+
+def resample_poly(samples: np.ndarray, up: int, down: int, dtype=np.float64) -> np.ndarray:
+    """Resample a 1-D signal by up/down, as scipy.signal.resample_poly(x, up, down) does with its defaults
+    (Kaiser window, beta 5, zero padding): same filter, same output length ceil(n * up / down), and output
+    sample k sits at input time k * down / up, so the first output is aligned with the first input.
+
+    The result has the given dtype; the arithmetic is float64 either way, a chunk of input at a time (an
+    hour at 44.1 kHz never becomes a float64 copy). Output k = sum_n x[n] h[k*down - n*up + half], and the
+    outputs k = c, c + up, c + 2*up, ... all use the same taps h[r::up]: each phase is one matrix-vector
+    product over a strided view of the input, and the upsampled signal is never formed.
+    """
+    x = np.asarray(samples)
+    if x.ndim != 1:
+        raise ValueError(f"resample_poly takes a 1-D signal, got shape {x.shape}")
+    up, down = int(up), int(down)
+    if up < 1 or down < 1:
+        raise ValueError(f"up and down must be >= 1, got {up} and {down}")
+    common = gcd(up, down)
+    up, down = up // common, down // common
+    if up == down == 1:
+        return x.astype(dtype)
+    n_in = len(x)
+    n_out = -(-n_in * up // down)
+    h = _lowpass(up, down)
+    half = (len(h) - 1) // 2
+
+    # Per output phase c: taps (reversed, so that the input window runs forwards) and the input index of the
+    # window's first sample for row i = 0; row i starts `down` samples later.
+    phases = []
+    for c in range(up):
+        a, r = divmod(c * down + half, up)
+        taps = h[r::up][::-1].copy()
+        phases.append((taps, a - len(taps) + 1))
+    reach_back = -min(start for _, start in phases)  # how far before row 0 the earliest window starts
+    width = max(start + len(taps) for taps, start in phases) + reach_back  # span of one row's windows
+
+    rows_total = -(-n_out // up)
+    rows_per_chunk = max(1, _CHUNK_INPUT // down)
+    out = np.empty(rows_total * up, dtype=dtype)
+    for row0 in range(0, rows_total, rows_per_chunk):
+        rows = min(rows_per_chunk, rows_total - row0)
+        # The input this chunk reads, zero outside the signal (scipy pads with zeros too).
+        first = row0 * down - reach_back
+        span = (rows - 1) * down + width
+        segment = np.zeros(span, dtype=np.float64)
+        lo, hi = max(first, 0), min(first + span, n_in)
+        if hi > lo:
+            segment[lo - first: hi - first] = x[lo:hi]  # converts this part only to float64
+        block = out[row0 * up: (row0 + rows) * up].reshape(rows, up)
+        step = segment.itemsize
+        for c, (taps, start) in enumerate(phases):
+            windows = np.lib.stride_tricks.as_strided(segment[start + reach_back:], shape=(rows, len(taps)),
+                                                      strides=(down * step, step), writeable=False)
+            block[:, c] = windows @ taps
+    return out[:n_out]
+
+
+def _lowpass(up: int, down: int) -> np.ndarray:
+    """resample_poly's default filter: scipy.signal.firwin(2 * half + 1, 1 / max(up, down),
+    window=("kaiser", 5.0)) scaled by `up`, half = 10 * max(up, down) (ten zero crossings of the sinc each side)."""
+    rate = max(up, down)
+    half = 10 * rate
+    offsets = np.arange(-half, half + 1, dtype=np.float64)
+    h = np.sinc(offsets / rate) / rate * np.kaiser(2 * half + 1, 5.0)
+    return h / h.sum() * up  # unit gain at 0 Hz before upsampling, as firwin scales it
 
 
 def _check_file(path: Path) -> None:

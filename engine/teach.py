@@ -34,6 +34,7 @@ import numpy as np
 
 from .errors import FusionDeskError, InputFileError
 from .fileio import atomic_write_bytes
+from .optimize import minimize_lbfgs
 from .runtime import Runtime, get_runtime
 
 FORMAT_VERSION = 1
@@ -67,13 +68,14 @@ def _no_progress(fraction: float, message: str) -> None:
 
 
 class single_threaded_blas:
-    """Run numpy/scipy's OpenBLAS on one thread inside the block.
+    """Run numpy's OpenBLAS on one thread inside the block.
 
     Training multiplies small matrices (tens to hundreds of rows) thousands of times; OpenBLAS's worker threads
     spin-wait between calls, and on a busy machine (ONNX Runtime's threads, another app) that made one
     60x1280 @ 1280x64 product take 45 ms instead of 0.3 ms. Where the library cannot be found, nothing changes.
     """
 
+    # numpy's wheels bundle OpenBLAS as built by the scipy-openblas project, hence the prefixed names first.
     SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
                "openblas_set_num_threads64_", "openblas_set_num_threads")
     GETTERS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
@@ -98,26 +100,20 @@ _BLAS_LIBS: list | None = None
 
 
 def _openblas_libraries() -> list:
-    """numpy's and scipy's bundled OpenBLAS (already loaded by their imports; CDLL returns the same handle)."""
+    """numpy's bundled OpenBLAS (already loaded by numpy's import; CDLL returns the same handle). The fits
+    (engine.optimize) do all their linear algebra through numpy, so it is the only BLAS that matters."""
     global _BLAS_LIBS
     if _BLAS_LIBS is None:
         import ctypes
-        import importlib.util
-
-        import scipy.optimize  # noqa: F401  (loads scipy's own OpenBLAS)
 
         _BLAS_LIBS = []
-        for package in ("numpy", "scipy"):
-            spec = importlib.util.find_spec(package)
-            if spec is None or not spec.origin:
-                continue
-            root = Path(spec.origin).parent
-            for folder in (root.parent / f"{package}.libs", root / ".dylibs"):
-                for path in sorted(folder.glob("*openblas*")) if folder.is_dir() else []:
-                    try:
-                        _BLAS_LIBS.append(ctypes.CDLL(str(path)))
-                    except OSError:
-                        continue
+        root = Path(np.__file__).parent
+        for folder in (root.parent / "numpy.libs", root / ".dylibs"):
+            for path in sorted(folder.glob("*openblas*")) if folder.is_dir() else []:
+                try:
+                    _BLAS_LIBS.append(ctypes.CDLL(str(path)))
+                except OSError:
+                    continue
     return _BLAS_LIBS
 
 
@@ -282,8 +278,6 @@ class LogisticRegression:
         self.l2, self.max_iter = l2, max_iter
 
     def fit(self, normed, masks, y: np.ndarray, classes: int) -> None:
-        from scipy.optimize import minimize
-
         x = _concat(normed).astype(np.float64)
         n, d = x.shape
         onehot = np.eye(classes)[y]
@@ -295,8 +289,7 @@ class LogisticRegression:
             g = (p - onehot) / n
             return value, np.concatenate([(x.T @ g + self.l2 * w).ravel(), g.sum(axis=0)])
 
-        result = minimize(loss, np.zeros(d * classes + classes), jac=True, method="L-BFGS-B",
-                          options={"maxiter": self.max_iter})
+        result = minimize_lbfgs(loss, np.zeros(d * classes + classes), max_iter=self.max_iter)
         self.weights = result.x[: d * classes].reshape(d, classes).astype(np.float32)
         self.bias = result.x[d * classes:].astype(np.float32)
 
@@ -394,13 +387,11 @@ class FusionAttention:
         return loss, np.concatenate([grads[name].ravel() for name, _ in shapes])
 
     def fit(self, normed, masks, y: np.ndarray, classes: int) -> None:
-        from scipy.optimize import minimize
-
         normed64 = {n: v.astype(np.float64) for n, v in normed.items()}
         masks64 = {n: m.astype(np.float64) for n, m in masks.items()}
         shapes = self._shapes({n: v.shape[1] for n, v in normed.items()}, classes)
-        result = minimize(self.loss_and_grad, self._init(shapes, normed64, masks64), args=(shapes, normed64, masks64, y, classes),
-                          jac=True, method="L-BFGS-B", options={"maxiter": self.max_iter})
+        result = minimize_lbfgs(self.loss_and_grad, self._init(shapes, normed64, masks64),
+                                args=(shapes, normed64, masks64, y, classes), max_iter=self.max_iter)
         self.params = {k: v.astype(np.float32) for k, v in self._unpack(result.x, shapes).items()}
 
     def proba(self, normed, masks) -> np.ndarray:
