@@ -9,6 +9,7 @@ The pipeline follows PaddleOCR / RapidOCR (rapidocr_onnxruntime 1.4.4, Apache-2.
 Authors and RapidAI); the detector post-processing, crop, classifier and CTC decoding below are ports of
 that code. Every setting comes from the manifest entry's `preprocess`; the character list is the
 bundle's `keys` file. The models were trained on OpenCV's BGR channel order, so images are fed as BGR.
+The reference runs on OpenCV; the image geometry here is engine.geometry's numpy reproduction of it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from . import geometry
 from .errors import InputFileError
 from .runtime import Runtime, get_runtime
 
@@ -169,8 +171,6 @@ def _fit_sides(image: np.ndarray, max_side: int, min_side: int, multiple: int) -
 
     Returns the image and the factors that map its coordinates back to the original.
     """
-    import cv2
-
     height, width = image.shape[:2]
     ratio = 1.0
     if max(height, width) > max_side:
@@ -181,25 +181,21 @@ def _fit_sides(image: np.ndarray, max_side: int, min_side: int, multiple: int) -
         return image, 1.0, 1.0
     new_h = max(multiple, int(round(int(height * ratio) / multiple) * multiple))
     new_w = max(multiple, int(round(int(width * ratio) / multiple) * multiple))
-    return cv2.resize(image, (new_w, new_h)), height / new_h, width / new_w
+    return geometry.resize_linear(image, new_w, new_h), height / new_h, width / new_w
 
 
 def _letterbox(image: np.ndarray, min_height: int, max_ratio: float) -> tuple[np.ndarray, int]:
-    import cv2
-
     height, width = image.shape[:2]
     too_wide = max_ratio > 0 and width / height > max_ratio
     if height > min_height and not too_wide:
         return image, 0
     target = max(int(width / max_ratio) if max_ratio > 0 else 0, min_height) * 2
     pad = int(abs(target - height) / 2)
-    return cv2.copyMakeBorder(image, pad, pad, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0)), pad
+    return np.pad(image, ((pad, pad), (0, 0), (0, 0))), pad  # black bands
 
 
 def _det_input(image: np.ndarray, det: dict[str, Any]) -> np.ndarray:
     """The detector's input: scaled per `limit_type`, sides rounded to the network's stride multiple."""
-    import cv2
-
     height, width = image.shape[:2]
     limit = det["limit_side_len"]
     if det["limit_type"] == "max":
@@ -209,7 +205,7 @@ def _det_input(image: np.ndarray, det: dict[str, Any]) -> np.ndarray:
     multiple = det["size_multiple"]
     net_h = max(multiple, int(round(int(height * ratio) / multiple) * multiple))
     net_w = max(multiple, int(round(int(width * ratio) / multiple) * multiple))
-    resized = cv2.resize(image, (net_w, net_h))
+    resized = geometry.resize_linear(image, net_w, net_h)
     return _normalise(resized, det["mean"], det["std"])[None]
 
 
@@ -221,25 +217,24 @@ def _normalise(image: np.ndarray, mean: list[float], std: list[float]) -> np.nda
 
 
 def _db_boxes(probability: np.ndarray, det: dict[str, Any], dest_w: int, dest_h: int) -> list[np.ndarray]:
-    """Differentiable Binarization post-processing: threshold, contours, score, expand ("unclip")."""
-    import cv2
-
-    mask = (probability > det["thresh"]).astype(np.uint8)
+    """Differentiable Binarization post-processing: threshold, outlines, score, expand ("unclip")."""
+    if det["score_mode"] != "fast":
+        # The "slow" mode scores the traced outline itself, which only OpenCV's contour tracing gives.
+        raise ValueError(f"the OCR model's settings ask for score_mode {det['score_mode']!r}; only 'fast' is supported")
+    mask = probability > det["thresh"]
     if det["use_dilation"]:
         # A 2x2 dilation joins characters whose gaps the threshold opened up.
-        mask = cv2.dilate(mask, np.ones((2, 2), np.uint8))
+        mask = geometry.grow_2x2(mask)
     height, width = mask.shape
-    contours, _ = cv2.findContours(mask * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    # The reference traces contours and takes each one's minimum-area rectangle, which depends only on
+    # the contour's convex hull: the hulls are computed directly.
     min_size = det["min_size"]
     boxes = []
-    for contour in contours[: det["max_candidates"]]:
-        points, short_side = _min_box(contour)
+    for hull in geometry.outline_hulls(mask)[: det["max_candidates"]]:
+        points, short_side = _min_box(hull)
         if short_side < min_size:
             continue
-        if det["score_mode"] == "fast":
-            score = _mean_inside(probability, points)
-        else:
-            score = _mean_inside(probability, contour.reshape(-1, 2).astype(np.float32))
+        score = _mean_inside(probability, points)
         if score < det["box_thresh"]:
             continue
         expanded = _unclip(points, det["unclip_ratio"])
@@ -256,37 +251,32 @@ def _db_boxes(probability: np.ndarray, det: dict[str, Any], dest_w: int, dest_h:
 
 def _min_box(contour: np.ndarray) -> tuple[np.ndarray, float]:
     """The minimum-area rectangle as tl, tr, br, bl corners, and its short side."""
-    import cv2
-
-    rect = cv2.minAreaRect(contour)
-    points = sorted(cv2.boxPoints(rect).tolist(), key=lambda p: p[0])
+    corners, side_a, side_b = geometry.min_area_rect(contour.reshape(-1, 2))
+    points = sorted(corners.tolist(), key=lambda p: p[0])
     # Ties in y keep the x-sorted order, as the reference implementation does.
     top_left, bottom_left = (points[0], points[1]) if points[1][1] > points[0][1] else (points[1], points[0])
     top_right, bottom_right = (points[2], points[3]) if points[3][1] > points[2][1] else (points[3], points[2])
-    return np.array([top_left, top_right, bottom_right, bottom_left], np.float32), min(rect[1])
+    return np.array([top_left, top_right, bottom_right, bottom_left], np.float32), min(side_a, side_b)
 
 
 def _mean_inside(probability: np.ndarray, polygon: np.ndarray) -> float:
-    import cv2
-
     height, width = probability.shape
     xmin = int(np.clip(np.floor(polygon[:, 0].min()), 0, width - 1))
     xmax = int(np.clip(np.ceil(polygon[:, 0].max()), 0, width - 1))
     ymin = int(np.clip(np.floor(polygon[:, 1].min()), 0, height - 1))
     ymax = int(np.clip(np.ceil(polygon[:, 1].max()), 0, height - 1))
-    mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), np.uint8)
     shifted = polygon - np.array([xmin, ymin], np.float32)
-    cv2.fillPoly(mask, shifted.reshape(1, -1, 2).astype(np.int32), 1)
-    return cv2.mean(probability[ymin : ymax + 1, xmin : xmax + 1], mask)[0]
+    mask = geometry.polygon_mask(shifted.astype(np.int32), ymax - ymin + 1, xmax - xmin + 1)
+    inside = probability[ymin : ymax + 1, xmin : xmax + 1][mask]
+    return float(inside.mean()) if inside.size else 0.0
 
 
 def _unclip(box: np.ndarray, ratio: float) -> np.ndarray | None:
     """Grow the shrunk text kernel back to the full text area by area * ratio / perimeter."""
-    import cv2
     import pyclipper
 
-    area = abs(cv2.contourArea(box))
-    perimeter = cv2.arcLength(box, closed=True)
+    area = geometry.polygon_area(box)
+    perimeter = geometry.polygon_perimeter(box)
     if perimeter <= 0:
         return None
     offset = pyclipper.PyclipperOffset()
@@ -346,14 +336,12 @@ def reading_rows(boxes: list[np.ndarray], turned_page: tuple[int, int] | None = 
 
 def crop_box(bgr: np.ndarray, box: np.ndarray) -> np.ndarray:
     """The box's content straightened to an upright rectangle (tall crops are taken as vertical text)."""
-    import cv2
-
     crop_w = int(max(np.linalg.norm(box[0] - box[1]), np.linalg.norm(box[2] - box[3])))
     crop_h = int(max(np.linalg.norm(box[0] - box[3]), np.linalg.norm(box[1] - box[2])))
     crop_w, crop_h = max(crop_w, 1), max(crop_h, 1)
     target = np.array([[0, 0], [crop_w, 0], [crop_w, crop_h], [0, crop_h]], np.float32)
-    matrix = cv2.getPerspectiveTransform(box.astype(np.float32), target)
-    crop = cv2.warpPerspective(bgr, matrix, (crop_w, crop_h), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
+    matrix = geometry.perspective_matrix(box.astype(np.float32), target)
+    crop = geometry.warp_perspective_cubic(bgr, matrix, crop_w, crop_h)
     if crop.shape[0] / crop.shape[1] >= 1.5:
         crop = np.rot90(crop)
     return crop
@@ -363,8 +351,6 @@ def crop_box(bgr: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 def fix_upside_down(crops: list[np.ndarray], cls: dict[str, Any], runtime: Runtime) -> tuple[list[np.ndarray], list[bool]]:
     """Turn crops the classifier is confident are upside down by 180 degrees; also say which were turned."""
-    import cv2
-
     _, height, width = cls["image_shape"]
     session = runtime.session(MODEL_ID, "cls")
     name = session.get_inputs()[0].name
@@ -376,7 +362,7 @@ def fix_upside_down(crops: list[np.ndarray], cls: dict[str, Any], runtime: Runti
         for index, row in zip(batch, probabilities):
             label = int(np.argmax(row))
             if label == flipped_label and float(row[label]) > cls["thresh"]:
-                out[index] = cv2.rotate(crops[index], cv2.ROTATE_180)
+                out[index] = np.ascontiguousarray(crops[index][::-1, ::-1])
                 flipped[index] = True
     return out, flipped
 
@@ -389,11 +375,9 @@ def _batches_by_width(crops: list[np.ndarray], size: int) -> list[list[int]]:
 
 def _fit_width(crop: np.ndarray, height: int, width: int, mean: list[float], std: list[float]) -> np.ndarray:
     """Resize to `height`, keep the aspect ratio up to `width`, pad the right with zeros."""
-    import cv2
-
     resized_w = min(width, int(math.ceil(height * crop.shape[1] / crop.shape[0])))
     resized_w = max(1, resized_w)
-    resized = cv2.resize(crop, (resized_w, height))
+    resized = geometry.resize_linear(crop, resized_w, height)
     padded = np.zeros((3, height, width), np.float32)
     padded[:, :, :resized_w] = _normalise(resized, mean, std)
     return padded

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .errors import InputFileError
+from .geometry import resize_linear
 from .runtime import Runtime, get_runtime
 
 DETECTOR_ID = "object-detector"
@@ -77,17 +78,15 @@ class Placement:
 def fit_into(rgb: np.ndarray, width: int, height: int, mode: str, fill: float = 0.0) -> tuple[np.ndarray, Placement]:
     """Resize an image into width x height: "stretch" ignores the aspect ratio, "letterbox" keeps it and
     centres the image on a `fill` background (NanoDet's own keep-ratio transform)."""
-    import cv2
-
     h, w = rgb.shape[:2]
     if mode == "stretch":
-        resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
+        resized = resize_linear(rgb, width, height)
         return resized, Placement(width / w, height / h, 0.0, 0.0)
     if mode != "letterbox":
         raise ValueError(f"unknown resize mode {mode!r} in the model's settings")
     scale = min(width / w, height / h)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    resized = resize_linear(rgb, new_w, new_h)
     canvas = np.full((height, width, 3), fill, dtype=np.uint8)
     left, top = (width - new_w) // 2, (height - new_h) // 2
     canvas[top:top + new_h, left:left + new_w] = resized
@@ -218,8 +217,6 @@ def per_class_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, io
 
 def segment(images: Sequence[Any], runtime: Runtime | None = None, batch_size: int = 8) -> list[np.ndarray]:
     """Person probability masks, float32 [H, W] in [0, 1], each at its image's own size."""
-    import cv2
-
     runtime = runtime or get_runtime()
     settings = runtime.bundle.entry(SEGMENTER_ID).preprocess
     session = runtime.session(SEGMENTER_ID)
@@ -231,7 +228,7 @@ def segment(images: Sequence[Any], runtime: Runtime | None = None, batch_size: i
         probabilities = session.run(None, {input_name: batch})[0][..., 0]
         for rgb, probability in zip(arrays, probabilities):
             height, width = rgb.shape[:2]
-            resized = cv2.resize(probability, (width, height), interpolation=cv2.INTER_LINEAR)
+            resized = resize_linear(probability, width, height)
             masks.append(np.clip(resized, 0.0, 1.0).astype(np.float32))
     return masks
 
