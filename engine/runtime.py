@@ -3,7 +3,10 @@
 Every model in the app, bundled or user-trained, runs through `Runtime.session()`:
 - providers are chosen from what this onnxruntime build has (CUDA, DirectML, CoreML, CPU) and the
   `device` setting (auto|cpu|gpu); a requested provider that did not load is reported, not hidden;
-- the CPU memory arena is off (it holds peak memory forever, which a long-running desktop app cannot afford);
+- the CPU memory arena is off (it holds peak memory forever, which a long-running desktop app cannot afford),
+  except for models whose manifest entry asks for it (`"session": {"memory_arena": true}`): a CNN on a batch of
+  images allocates tens of MB per layer, and without the arena every run page-faults them in again (measured by
+  the build step that sets it);
 - intra-op threads default to the physical core count;
 - sessions load lazily, once, under a per-model lock (parallel loads of the same model waste memory).
 """
@@ -98,7 +101,8 @@ class Runtime:
         with lock:
             if key not in self._sessions:
                 path = self.bundle.path(model_id, file_key)
-                self._sessions[key] = self._open(path, key)
+                wants_arena = bool(self.bundle.entry(model_id).extra.get("session", {}).get("memory_arena", False))
+                self._sessions[key] = self._open(path, key, memory_arena=wants_arena)
             return self._sessions[key]
 
     def session_for_file(self, path: Path | str, key: tuple[str, str] | None = None) -> ort.InferenceSession:
@@ -129,9 +133,9 @@ class Runtime:
         self._sessions.clear()
         self._info.clear()
 
-    def _open(self, path: Path, key: tuple[str, str]) -> ort.InferenceSession:
+    def _open(self, path: Path, key: tuple[str, str], memory_arena: bool = False) -> ort.InferenceSession:
         options = ort.SessionOptions()
-        options.enable_cpu_mem_arena = False
+        options.enable_cpu_mem_arena = memory_arena
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
