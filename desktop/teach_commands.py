@@ -12,6 +12,7 @@ def add_commands(command) -> None:
     p.add_argument("data_dir", metavar="DATA_DIR", help="a folder with one sub-folder of examples per class")
     p.add_argument("--name", required=True, help="the head's name (use it with `classify --head NAME`)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    p.add_argument("--replace", action="store_true", help="replace a saved head with the same name")
     p.add_argument("--json", action="store_true", help="print the training report as JSON")
 
     p = command("heads", cmd_heads, "list your trained heads; export or import one as a single file")
@@ -53,8 +54,13 @@ class _ProgressLine:
 
 def cmd_train(args) -> int:
     from desktop.cli import EXIT_OK, _runtime
-    from engine.teach import train_head
+    from engine.errors import FusionDeskError
+    from engine.teach import head_path, train_head
 
+    # Checked before the minutes of training, not after: a head someone trained is never replaced by accident.
+    if head_path(args.name).exists() and not args.replace:
+        raise FusionDeskError(f"a head named {args.name!r} already exists ({head_path(args.name)}): "
+                              "choose another --name, or add --replace to train it again")
     runtime = _runtime(args)
     progress = _ProgressLine()
     try:

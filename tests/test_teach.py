@@ -313,3 +313,17 @@ def test_head_taught_on_rendered_documents_separates_new_ones(runtime, tmp_path)
     assert {"ocr", "image"} <= {b["name"] for b in teach.read_head(report.path).metadata["blocks"]}
     assert report.counts == {"invoice": 4, "letter": 4} and len([w for w in report.warnings if "only 4 examples" in w]) == 2
     assert held_out_labels("documents", test_files, runtime) == truth
+
+
+def test_cli_train_never_replaces_a_saved_head_without_replace(blocks, tmp_path, capsys):
+    from desktop.cli import main
+
+    save_synthetic_head(blocks, fake_runtime(tmp_path / "bundle"))
+    saved = teach.head_path("pets")
+    before = saved.read_bytes()
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    (tmp_path / "data" / "dog").mkdir()
+    assert main(["train", str(tmp_path / "data"), "--name", "pets"]) != 0
+    error = capsys.readouterr().err
+    assert "already exists" in error and "--replace" in error
+    assert saved.read_bytes() == before  # refused before any training: the user's head is untouched
