@@ -127,8 +127,17 @@ def offline_status() -> str:
             f"model downloads {'off' if hub_offline else 'ON'} · every model runs on this computer")
 
 
-def results_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="fusiondesk-results-"))
+_session_temp: tempfile.TemporaryDirectory | None = None
+
+
+def results_dir(prefix: str = "results-") -> Path:
+    """A fresh folder for files offered as downloads, inside one per-process temporary folder that is deleted
+    when the app exits: copies for download must not pile up in /tmp across runs (the user's own files are
+    never written here)."""
+    global _session_temp
+    if _session_temp is None:
+        _session_temp = tempfile.TemporaryDirectory(prefix="fusiondesk-")
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=_session_temp.name))
 
 
 # -- HTML views of results ----------------------------------------------------------------------------------------
@@ -947,7 +956,9 @@ def optional_tabs() -> list[tuple[str, Any]]:
 
 
 def build_app() -> gr.Blocks:
-    with gr.Blocks(title="FusionDesk") as app:
+    # Gradio copies every uploaded and returned file into its cache; without this the copies of a user's photos
+    # and recordings would stay in the temp folder forever. Daily sweep, and the whole cache at each start.
+    with gr.Blocks(title="FusionDesk", delete_cache=(86400, 86400)) as app:
         gr.Markdown("# FusionDesk\nSee, hear and read on your own computer: nothing leaves it.")
         gr.Markdown(offline_status(), elem_classes=["fd-offline"], elem_id="offline-status")
         with gr.Tab("Live"):

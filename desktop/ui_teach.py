@@ -254,9 +254,9 @@ def teach_tab() -> None:
 
         if not head_name:
             raise FusionDeskError("pick a head to export")
-        import tempfile
+        from desktop.ui import results_dir
 
-        folder = Path(tempfile.mkdtemp(prefix="fusiondesk-head-"))
+        folder = results_dir(prefix="head-")
         return str(export_head(head_name, folder)), f"Exported **{head_name}**: download the file above."
 
     @readable_errors
