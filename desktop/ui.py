@@ -343,7 +343,7 @@ def analyse_paths(paths: list[str], labels: list[str], language: str, read_text:
     Transcript objects of recordings (for subtitle downloads)."""
     from engine.errors import InputFileError
     from engine.filetypes import modality_of
-    from engine.tasks import classify_files, read_files, transcribe_files
+    from engine.tasks import classify_files, transcribe_files
 
     runtime = get_runtime()
     records, transcripts = [], {}
@@ -362,11 +362,11 @@ def analyse_paths(paths: list[str], labels: list[str], language: str, read_text:
                 record["modality"] = "audio"
             transcripts.update(found_transcripts)
         else:
-            record = classify_files([path], labels=labels, top_k=top_k, runtime=runtime)[0]
-            if "error" not in record and modality == "image" and read_text:
-                read = read_files([path], runtime=runtime)[0]
-                record["ocr_lines"] = read.get("lines", [])
-                record["ocr_text"] = read.get("text", "")
+            wants_lines = modality == "image" and read_text
+            record = classify_files([path], labels=labels, top_k=top_k, runtime=runtime, with_text_lines=wants_lines)[0]
+            if "error" not in record and wants_lines:
+                record.setdefault("ocr_lines", [])
+                record["ocr_text"] = record["evidence"].get("ocr_text", "")
             if "error" not in record and modality == "text":
                 text = record.get("evidence", {}).get("text", "")
                 record["text_excerpt"] = text[:400] + ("…" if len(text) > 400 else "")

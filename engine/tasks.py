@@ -111,7 +111,10 @@ def classify_files(
     options: PerceptionOptions | None = None,
     runtime: Runtime | None = None,
     head: str | None = None,
+    with_text_lines: bool = False,
 ) -> list[dict[str, Any]]:
+    """Labels for each file; with_text_lines adds the OCR lines of pictures ("ocr_lines", as `read` gives them)
+    from the same OCR pass that feeds the labels, for a caller that shows both."""
     runtime = runtime or get_runtime()
     paths = [str(p) for p in paths]
     labels = labels or []
@@ -120,19 +123,22 @@ def classify_files(
     if head:
         return _classify_with_head(paths, head, top_k, options, runtime)
     # OCR is what lets a label be decided by text in a picture; without labels, ImageNet names need no OCR.
-    if not labels:
+    if not labels and not with_text_lines:
         options.ocr = False
     records = []
     for path, perceived in zip(paths, Perceiver(runtime, options).perceive_files(paths)):
         if isinstance(perceived, InputFileError):
             records.append(error_record(perceived))
             continue
-        records.append({
+        record = {
             "file": path,
             "modality": perceived.modality,
             "labels": score_perception(perceived, labels, runtime, top_k),
             "evidence": perceived.evidence(),
-        })
+        }
+        if with_text_lines and perceived.ocr is not None:
+            record["ocr_lines"] = text_lines_json(perceived.ocr)
+        records.append(record)
     return records
 
 
@@ -203,13 +209,14 @@ def read_files(paths: Iterable[str | Path], runtime: Runtime | None = None) -> l
         except InputFileError as exc:
             records.append(error_record(exc))
             continue
-        records.append({
-            "file": path,
-            "text": result.text,
-            "lines": [{"text": line.text, "score": round(float(line.score), 4),
-                       "box": [[round(float(x), 1), round(float(y), 1)] for x, y in line.box]} for line in result.lines],
-        })
+        records.append({"file": path, "text": result.text, "lines": text_lines_json(result)})
     return records
+
+
+def text_lines_json(result) -> list[dict[str, Any]]:
+    """An OcrResult's lines as `read --json` prints them."""
+    return [{"text": line.text, "score": round(float(line.score), 4),
+             "box": [[round(float(x), 1), round(float(y), 1)] for x, y in line.box]} for line in result.lines]
 
 
 def embed_files(paths: Iterable[str | Path], options: PerceptionOptions | None = None,

@@ -189,3 +189,29 @@ def test_without_the_translation_pack_the_choice_says_so(runtime, tmp_path):
     assert choice.interactive is False and "translation is not installed" in choice.info
     with gr.Blocks():
         assert [value for _, value in translation_choice("Translate into", "t").choices] == ["none", "en", "pt"]
+
+
+def test_files_tab_reads_text_and_labels_from_one_ocr_pass(runtime, tmp_path, monkeypatch):
+    """A scan with labels and "read text" on: the labels are decided by the text and the lines are shown,
+    and the page is read once (OCR is the slowest step for a scan)."""
+    import engine.ocr
+    from desktop.ui import analyse_paths
+    from docs import documents
+
+    invoice = documents()["invoice"]
+    path = tmp_path / "scan.png"
+    invoice.image.save(path)
+    passes = []
+    real_read_text = engine.ocr.read_text
+
+    def counting_read_text(*args, **kwargs):
+        passes.append(1)
+        return real_read_text(*args, **kwargs)
+
+    monkeypatch.setattr(engine.ocr, "read_text", counting_read_text)
+    records, _ = analyse_paths([str(path)], ["an invoice or bill", "a love letter"], "en", read_text=True)
+    record = records[0]
+    assert record["labels"][0]["label"] == "an invoice or bill"
+    assert any("Total due" in line["text"] for line in record["ocr_lines"])
+    assert "INVOICE" in record["ocr_text"]
+    assert len(passes) == 1
