@@ -48,8 +48,9 @@ OPTIONAL_STEPS: dict[str, tuple[str, list[str]]] = {
 # Steps whose outputs are computed from other models: their key includes those models' hashes, so a
 # rebuilt text encoder also rebuilds the class-name embeddings made with it.
 STEP_INPUTS: dict[str, list[str]] = {"fusion_step": ["text-encoder", "image-classifier"]}
-# Engine code whose output a step ships (not only uses to verify): the fusion head graph is built by engine/fusion.py.
-STEP_CODE: dict[str, list[str]] = {"fusion_step": ["engine/fusion.py"]}
+# Code outside the step's own file whose output a step ships (not only uses to verify): the fusion head graph is
+# built by engine/fusion.py; the Whisper files are rewritten by build/weight_storage.py.
+STEP_CODE: dict[str, list[str]] = {"fusion_step": ["engine/fusion.py"], "whisper_step": ["build/weight_storage.py"]}
 
 
 def step_key(module_name: str, manifest: dict) -> str:

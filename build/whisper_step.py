@@ -5,6 +5,9 @@ Hugging Face `WhisperForConditionalGeneration` from its variables, export it wit
 int8 and check every stage against faster-whisper running the original CTranslate2 weights:
 encoder states (same features in), greedy tokens (torch and ONNX), the numpy log-mel the app computes,
 and, for the multilingual model, language identification.
+Weights a variant keeps in fp32 are stored as fp16 in the shipped files and widened back to fp32 when the
+session loads (weight_storage.py): the files shrink, the arithmetic stays fp32, and every check below runs on
+the files exactly as shipped.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 import common
 from common import BuildContext
 from ct2_reader import CT2Model, read_model
+from weight_storage import store_fp32_weights_as_fp16
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -468,6 +472,9 @@ class Variant:
     description: str
     encoder: Callable[[Path, Path], Path]
     decoder: Callable[[Path, Path], Path]
+    # What each file computes in, for the manifest's file_precision (storage is added by `store_weights`).
+    encoder_precision: str
+    decoder_precision: str
 
 
 def _keep(src: Path, work: Path) -> Path:
@@ -489,11 +496,33 @@ def _int8_decoder_fp32_head(src: Path, work: Path) -> Path:
 
 
 VARIANTS = [
-    Variant("int8", "encoder and decoder int8", _int8_encoder, _int8_decoder),
+    Variant("int8", "encoder and decoder int8", _int8_encoder, _int8_decoder,
+            "int8 (dynamic, per-channel, MatMul weights), conv stem and positions fp32",
+            "int8 (dynamic, per-channel)"),
     Variant("int8-decoder", "decoder int8 with an fp32 output projection, encoder fp32", _keep,
-            _int8_decoder_fp32_head),
-    Variant("fp32", "encoder and decoder fp32", _keep, _keep),
+            _int8_decoder_fp32_head, "fp32", "int8 (dynamic, per-channel), output projection fp32"),
+    Variant("fp32", "encoder and decoder fp32", _keep, _keep, "fp32", "fp32"),
 ]
+
+
+def store_weights(src: Path, dst: Path) -> tuple[Path, dict[str, Any]]:
+    """A variant's file as it ships: fp32 weights >= 1 MB stored as fp16 (see weight_storage.py).
+
+    Whisper's CTranslate2 packages hold fp16 weights (widened to fp32 by ct2_reader), so the rounding is
+    expected to be exactly zero; it is recorded either way, and the checks run on the stored file.
+    """
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    report = store_fp32_weights_as_fp16(src, dst)
+    return dst, {"fp16_stored_weights": len(report.converted), "bytes_fp32_storage": report.bytes_before,
+                 "bytes": report.bytes_after, "max_abs_rounding_error": report.max_abs_rounding_error}
+
+
+def file_precision(compute: str, storage: dict[str, Any]) -> str:
+    if not storage["fp16_stored_weights"]:
+        return compute
+    count = storage["fp16_stored_weights"]
+    return (f"{compute}; its {count} fp32 weight{'s' if count != 1 else ''} >= 1 MB stored as fp16 and widened to "
+            f"fp32 at session load (fp32 arithmetic, max abs weight rounding {storage['max_abs_rounding_error']:g})")
 
 
 def reference_margins(onnx_model: "OnnxWhisper", clips: list, settings: dict, reference_tokens: list) -> list[float]:
@@ -750,12 +779,15 @@ def build_one(ctx: BuildContext, source: WhisperSource) -> dict:
     fp32_wer = mean_wer(transcripts(fp32_onnx, english, settings, tokenizer_json))
     candidates, chosen = {}, None
     for variant in VARIANTS:
-        encoder_file = variant.encoder(encoder_fp32, work / "int8")
-        decoder_file = variant.decoder(decoder_fp32, work / "int8")
+        encoder_file, encoder_storage = store_weights(variant.encoder(encoder_fp32, work / "int8"),
+                                                      work / "stored" / f"{variant.name}_encoder.onnx")
+        decoder_file, decoder_storage = store_weights(variant.decoder(decoder_fp32, work / "int8"),
+                                                      work / "stored" / f"{variant.name}_decoder.onnx")
         onnx_model = OnnxWhisper(encoder_file, decoder_file, *dims)
         identity = check_onnx(onnx_model, reference, clips, settings, fw_transcripts)
         candidates[variant.name] = {"identity": identity, "encoder_bytes": encoder_file.stat().st_size,
                                     "decoder_bytes": decoder_file.stat().st_size,
+                                    "weight_storage": {"encoder": encoder_storage, "decoder": decoder_storage},
                                     "encoder_cosine_to_fp32_min": round(min(
                                         cosine(onnx_model.encode(c.features), fp32_onnx.encode(c.features))
                                         for c in english), 6)}
@@ -776,18 +808,20 @@ def build_one(ctx: BuildContext, source: WhisperSource) -> dict:
         chosen = (VARIANTS[-1], onnx_model, encoder_file, decoder_file, identity)
     variant, shipped, encoder_file, decoder_file, identity = chosen
     chosen_figures = candidates[variant.name]
+    storage = chosen_figures["weight_storage"]
     decision = (f"shipped {variant.name} ({variant.description}), the smallest variant that keeps greedy transcripts "
                 f"identical on >= {QUANTIZED_IDENTICAL_MIN:.0%} of the English sentences (here {identity}) and a word "
                 f"error rate <= fp32's + {QUANTIZED_WER_MARGIN} (here {chosen_figures['wer_mean']} vs "
                 f"{chosen_figures['fp32_wer_mean']}); the flipped sentences have fp32 top-2 logit gaps as small as "
-                f"{min(margins):.3f}")
+                f"{min(margins):.3f}; the weights it keeps in fp32 are stored as fp16 in the files (max abs rounding "
+                f"{max(part['max_abs_rounding_error'] for part in storage.values()):g}) and computed in fp32")
     exact = variant is VARIANTS[-1]
     identity_min = 1.0 if exact else QUANTIZED_IDENTICAL_MIN
     verification["wer_vs_spoken_text"] = common.check(
         "word error rate of the shipped model against the spoken text, English sentences (mean)",
         chosen_figures["wer_mean"], round(fp32_wer + (0.0 if exact else QUANTIZED_WER_MARGIN), 4),
         higher_is_better=False)
-    if encoder_file != encoder_fp32:
+    if variant.encoder is not _keep:
         verification["int8_encoder_cosine_min"] = common.check(
             "int8 vs fp32 ONNX encoder cosine (min over clips)",
             candidates[variant.name]["encoder_cosine_to_fp32_min"], INT8_ENCODER_COSINE_MIN)
@@ -826,6 +860,7 @@ def build_one(ctx: BuildContext, source: WhisperSource) -> dict:
                   "decoder": candidates.get("int8", {}).get("decoder_bytes")}
     shutil.rmtree(work / "onnx")
     shutil.rmtree(work / "int8")
+    shutil.rmtree(work / "stored")
     if (work / "ct2").exists():
         shutil.rmtree(work / "ct2")  # the joined base model.bin is rebuilt from the packages in a second
     ctx.log(f"{source.model_id}: done in {time.time() - started:.0f} s")
@@ -846,6 +881,9 @@ def build_one(ctx: BuildContext, source: WhisperSource) -> dict:
             "suppress_tokens", "begin_suppress_tokens")},
         fp32_bytes=fp32_bytes,
         int8_bytes=int8_bytes,
+        file_precision={"encoder": file_precision(variant.encoder_precision, storage["encoder"]),
+                        "decoder": file_precision(variant.decoder_precision, storage["decoder"])},
+        weight_storage=storage,
         results=record,
     )
 
