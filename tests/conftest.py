@@ -11,13 +11,20 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BUNDLE = ROOT / "assets" / "models"
+# The bundle the app itself would use: $FUSIONDESK_MODELS (e.g. a bundle rebuilt elsewhere), else assets/models.
+BUNDLE = Path(os.environ.get("FUSIONDESK_MODELS") or ROOT / "assets" / "models")
 
 # Tests never touch the user's real settings or data, and nothing phones home. Set at import, before any
 # fixture of any scope (and every subprocess a test starts) could reach the real user folders.
 _SESSION_USER_DIR = Path(tempfile.mkdtemp(prefix="fusiondesk-tests-"))
 os.environ["FUSIONDESK_CONFIG_DIR"] = str(_SESSION_USER_DIR / "config")
 os.environ["FUSIONDESK_DATA_DIR"] = str(_SESSION_USER_DIR / "data")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import shutil
+
+    shutil.rmtree(_SESSION_USER_DIR, ignore_errors=True)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

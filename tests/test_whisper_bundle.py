@@ -7,7 +7,6 @@ end-to-end transcription is tested with the engine itself.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,8 @@ from tokenizers import Tokenizer
 from engine.manifest import ModelBundle
 from engine.runtime import Runtime
 
-BUNDLE = Path(__file__).resolve().parent.parent / "assets" / "models"
+from conftest import BUNDLE  # $FUSIONDESK_MODELS or assets/models
+
 WHISPER_IDS = ["whisper-tiny.en", "whisper-base"]
 PRECISIONS = {"int8", "int8-decoder", "fp32"}
 
