@@ -157,3 +157,72 @@ def test_manifest_records_parity_and_decision(runtime):
     assert entry.verification["validation_images"] >= 200
     decision = entry.extra["quantization"]
     assert decision["chosen"] in {"fp32", *decision["recipes"]}
+    cascade = entry.extra.get("cascade")
+    if cascade:  # fp32 plus an int8 copy that answers the clear-cut images
+        assert cascade["recipe"] in decision["recipes"] and cascade["margin"] > 0
+        assert cascade["validation"]["top1_agreement"] >= 0.99
+        assert cascade["validation"]["img_per_s_per_core"] > cascade["validation"]["fp32_img_per_s_per_core"]
+        assert runtime.bundle.path(MODEL_ID, cascade["fast_file"]).is_file()
+
+
+# -- the int8/fp32 cascade ----------------------------------------------------------------------------------------
+
+
+def _linear_classifier(weights: np.ndarray):
+    """A stand-in classifier graph with the bundle's contract: image -> (logits, features)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["image", "w"], ["logits"]), helper.make_node("Identity", ["image"], ["features"])],
+        "linear", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", weights.shape[0]])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", weights.shape[1]]),
+         helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", weights.shape[0]])],
+        [numpy_helper.from_array(weights.astype(np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def test_cascade_reruns_exactly_the_close_calls_in_fp32():
+    from engine.image import run_cascade, top2_gap
+
+    full = _linear_classifier(np.eye(3))
+    fast = _linear_classifier(np.eye(3) * 1.01 + 0.02)  # slightly off, like int8 rounding
+    batch = np.array([[5.0, 0.0, 0.0], [1.0, 1.05, 0.0], [0.0, 0.2, 3.0], [2.0, 2.01, 2.0]], dtype=np.float32)
+    fast_logits = fast.run(["logits"], {"image": batch})[0]
+    logits, features = run_cascade(fast, full, batch.copy(), margin=0.5)
+    close = top2_gap(fast_logits) < 0.5
+    assert close.tolist() == [False, True, False, True]
+    np.testing.assert_allclose(logits[close], batch[close])  # fp32's answer where it was a close call
+    np.testing.assert_allclose(logits[~close], fast_logits[~close])  # int8's where it was clear
+    np.testing.assert_allclose(features, batch)
+
+
+def test_cascade_gives_fp32s_top_class_on_photo_crops(runtime):
+    """On crops of scikit-image's photographs (textures and objects, many near-ties), the app's classifier picks
+    the same class as the fp32 model alone."""
+    from skimage import data
+
+    from engine.image import preprocess_batch, run_classifier, run_model, settings
+
+    if not runtime.bundle.entry(MODEL_ID).extra.get("cascade"):
+        pytest.skip("this bundle ships no cascade (fp32 or int8 alone)")
+    rng = np.random.default_rng(5)
+    crops = []
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "brick", "grass", "coins", "camera", "horse", "moon"):
+        photo = Image.fromarray(getattr(data, name)()).convert("RGB")
+        for _ in range(8):
+            side = int(min(photo.size) * rng.uniform(0.4, 1.0))
+            left = int(rng.integers(0, photo.width - side + 1))
+            top = int(rng.integers(0, photo.height - side + 1))
+            crops.append(photo.crop((left, top, left + side, top + side)))
+    batch = preprocess_batch(crops, settings(runtime))
+    fp32 = np.concatenate([run_model(runtime.session(MODEL_ID, "model"), batch[i:i + 8])[0]
+                           for i in range(0, len(batch), 8)])
+    ours = np.concatenate([run_classifier(runtime, batch[i:i + 8])[0] for i in range(0, len(batch), 8)])
+    agreement = float((fp32.argmax(1) == ours.argmax(1)).mean())
+    assert agreement >= 0.99, agreement
+    reran = np.isclose(ours, fp32, atol=1e-5).all(axis=1)
+    assert 0 < reran.sum() < len(batch)  # both paths taken: clear calls stay int8, close ones go to fp32
