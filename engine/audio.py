@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputFileError
+from .filetypes import require_nonempty_file
 
 SAMPLE_RATE = 16000
 MAX_SECONDS = 4 * 3600  # longer recordings would need gigabytes of memory; split them first
@@ -25,7 +26,7 @@ def load_audio(path: Path | str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     import soundfile as sf
 
     path = Path(path)
-    _check_file(path)
+    require_nonempty_file(path)
     try:
         handle = sf.SoundFile(str(path))
     except sf.LibsndfileError as exc:
@@ -142,15 +143,6 @@ def _lowpass(up: int, down: int) -> np.ndarray:
     offsets = np.arange(-half, half + 1, dtype=np.float64)
     h = np.sinc(offsets / rate) / rate * np.kaiser(2 * half + 1, 5.0)
     return h / h.sum() * up  # unit gain at 0 Hz before upsampling, as firwin scales it
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputFileError(path, "the file does not exist")
-    if not path.is_file():
-        raise InputFileError(path, "this is not a file")
-    if path.stat().st_size == 0:
-        raise InputFileError(path, "the file is empty (0 bytes)")
 
 
 def _check_header(path: Path, rate: int, channels: int, frames: int) -> None:

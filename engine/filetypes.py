@@ -95,3 +95,14 @@ def read_text_file(path: Path | str) -> str:
     if not text.strip():
         raise InputFileError(path, "the text file has no text in it")
     return text
+
+
+def require_nonempty_file(path: Path, not_a_file: str = "this is not a file") -> None:
+    """The checks every decoder makes first, so that a missing, folder or empty input gets a plain message
+    rather than a decoder's own error."""
+    if not path.exists():
+        raise InputFileError(path, "the file does not exist")
+    if not path.is_file():
+        raise InputFileError(path, not_a_file)
+    if path.stat().st_size == 0:
+        raise InputFileError(path, "the file is empty (0 bytes)")

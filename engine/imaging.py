@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputFileError
+from .filetypes import require_nonempty_file
 
 # PIL's own default (about 89 megapixels, a 9459 x 9459 image): larger images are almost always bombs or
 # scans far beyond what any model here can use, and decoding one would take gigabytes of memory.
@@ -32,7 +33,7 @@ def load_image(path: Path | str, max_side: int | None = None, min_side: int | No
         decoded at reduced size where possible and shrunk to fit.
     """
     path = Path(path)
-    _check_file(path)
+    require_nonempty_file(path, not_a_file="this is a folder, not an image file")
     try:
         with warnings.catch_warnings():
             # PIL only warns between MAX_IMAGE_PIXELS and twice that; treat both as a refusal.
@@ -89,15 +90,6 @@ def to_rgb(image: Image.Image, path: Path | str = "image") -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputFileError(path, "the file does not exist")
-    if not path.is_file():
-        raise InputFileError(path, "this is a folder, not an image file")
-    if path.stat().st_size == 0:
-        raise InputFileError(path, "the file is empty (0 bytes)")
 
 
 def _check_pixels(path: Path, size: tuple[int, int]) -> None:
