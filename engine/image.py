@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,22 +127,55 @@ def run_cascade(fast, full, batch: np.ndarray, margin: float) -> tuple[np.ndarra
     """The int8 copy first; the images whose top-2 logit gap is under `margin` run again in fp32.
 
     Int8 rounding moves the logits a little: it only changes the top class where two classes were nearly tied,
-    and the build measured how near (the margin is twice the widest gap at which int8 and fp32 disagreed on its
+    and the build measured how near (the margin is 1.5x the widest gap at which int8 and fp32 disagreed on its
     calibration images). Clear-cut images keep the int8 answer; close calls get fp32's."""
-    logits, features = run_model(fast, batch)
-    unsure = np.flatnonzero(top2_gap(logits) < margin)
-    if unsure.size:
-        logits[unsure], features[unsure] = run_model(full, batch[unsure])
-    return logits, features
+    return run_cascade_batches(fast, full, [batch], margin)
+
+
+def run_cascade_batches(fast, full, batches: Iterable[np.ndarray],
+                        margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """run_cascade over several batches, (logits, features) of all their images in order. The close calls of
+    consecutive batches wait and re-run in fp32 together, in batches as large as the input ones: fp32 on two or
+    three images at a time, after every batch, used the cores poorly (measured: 504 -> 585 img/s on 2 cores).
+    Only the waiting close calls are kept, so a long stream of batches never sits in memory."""
+    logits: list[np.ndarray] = []
+    features: list[np.ndarray] = []
+    waiting: list[tuple[int, int, np.ndarray]] = []  # (batch number, row, preprocessed image) to re-run
+
+    def rerun() -> None:
+        redo_logits, redo_features = run_model(full, np.stack([image for _, _, image in waiting]))
+        for (number, row, _), new_logits, new_features in zip(waiting, redo_logits, redo_features):
+            logits[number][row], features[number][row] = new_logits, new_features
+        waiting.clear()
+
+    for batch in batches:
+        batch_logits, batch_features = run_model(fast, batch)
+        logits.append(batch_logits)
+        features.append(batch_features)
+        waiting.extend((len(logits) - 1, row, batch[row]) for row in np.flatnonzero(top2_gap(batch_logits) < margin))
+        if len(waiting) >= len(batch):
+            rerun()
+    if waiting:
+        rerun()
+    if not logits:
+        raise ValueError("run_cascade_batches needs at least one batch")
+    return np.concatenate(logits), np.concatenate(features)
 
 
 def run_classifier(runtime: Runtime, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The bundle's classifier on a preprocessed batch: fp32, or the int8/fp32 cascade when the build chose it."""
+    return run_classifier_batches(runtime, [batch])
+
+
+def run_classifier_batches(runtime: Runtime, batches: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The bundle's classifier on a stream of preprocessed batches: (logits, features) of all images, in order."""
     cascade = runtime.bundle.entry(MODEL_ID).extra.get("cascade")
     full = runtime.session(MODEL_ID, "model")
-    if not cascade:
-        return run_model(full, batch)
-    return run_cascade(runtime.session(MODEL_ID, cascade["fast_file"]), full, batch, float(cascade["margin"]))
+    if cascade:
+        return run_cascade_batches(runtime.session(MODEL_ID, cascade["fast_file"]), full, batches,
+                                   float(cascade["margin"]))
+    outputs = [run_model(full, batch) for batch in batches]
+    return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
 
 
 def classify_images(images: Sequence[Image.Image], top_k: int = 5, runtime: Runtime | None = None,
@@ -153,15 +186,16 @@ def classify_images(images: Sequence[Image.Image], top_k: int = 5, runtime: Runt
     runtime = runtime or get_runtime()
     if not images:
         return []
-    names = class_names(runtime)
     prep = settings(runtime)
-    results: list[ImageResult] = []
-    for start in range(0, len(images), max(1, batch_size)):
-        chunk = images[start:start + batch_size]
-        logits, features = run_classifier(runtime, preprocess_batch(chunk, prep))
-        for probs, feature in zip(softmax(logits.astype(np.float32)), features.astype(np.float32)):
-            results.append(ImageResult(labels=top_labels(probs, names, top_k), probs=probs, feature=feature))
-    return results
+    size = max(1, batch_size)
+    batches = (preprocess_batch(images[start:start + size], prep) for start in range(0, len(images), size))
+    return _results(runtime, *run_classifier_batches(runtime, batches), top_k)
+
+
+def _results(runtime: Runtime, logits: np.ndarray, features: np.ndarray, top_k: int) -> list[ImageResult]:
+    names = class_names(runtime)
+    return [ImageResult(labels=top_labels(probs, names, top_k), probs=probs, feature=feature)
+            for probs, feature in zip(softmax(logits.astype(np.float32)), features.astype(np.float32))]
 
 
 def top_labels(probs: np.ndarray, names: Sequence[str], top_k: int = 5) -> list[tuple[str, float]]:
@@ -175,10 +209,14 @@ def classify_files(paths: Sequence[Path | str], top_k: int = 5, runtime: Runtime
                    batch_size: int = 8) -> list[ImageResult]:
     """Decode (at reduced size where the format allows) and classify image files; bad files raise InputFileError."""
     runtime = runtime or get_runtime()
-    min_side = int(settings(runtime)["resize"])
-    results: list[ImageResult] = []
-    # Decoded in batch-sized chunks so a long list never holds every full image in memory at once.
-    for start in range(0, len(paths), max(1, batch_size)):
-        images = [load_image(path, min_side=min_side) for path in paths[start:start + batch_size]]
-        results.extend(classify_images(images, top_k=top_k, runtime=runtime, batch_size=batch_size))
-    return results
+    if not paths:
+        return []
+    prep = settings(runtime)
+    size = max(1, batch_size)
+
+    def batches():  # decoded a batch at a time, so a long list never holds every full image in memory at once
+        for start in range(0, len(paths), size):
+            images = [load_image(path, min_side=int(prep["resize"])) for path in paths[start:start + size]]
+            yield preprocess_batch(images, prep)
+
+    return _results(runtime, *run_classifier_batches(runtime, batches()), top_k)

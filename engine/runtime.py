@@ -7,6 +7,9 @@ Every model in the app, bundled or user-trained, runs through `Runtime.session()
   except for models whose manifest entry asks for it (`"session": {"memory_arena": true}`): a CNN on a batch of
   images allocates tens of MB per layer, and without the arena every run page-faults them in again (measured by
   the build step that sets it);
+- models whose manifest entry asks for it (`"session": {"split_batches": true}`) run a batch as one sub-batch per
+  core at once, each on one thread, instead of the whole batch with every layer split across the cores: a small
+  CNN's layers are too small to share out well (measured by the build step that sets it; CPU only);
 - intra-op threads default to the physical core count, and sleep rather than spin between runs;
 - sessions load lazily, once, under a per-model lock (parallel loads of the same model waste memory).
 """
@@ -17,9 +20,11 @@ import logging
 import os
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 
 from .errors import FusionDeskError
@@ -72,18 +77,58 @@ class SessionInfo:
     providers: list[str]  # what the session actually runs on, in priority order
 
 
+class SplitBatchSession:
+    """An ONNX Runtime session whose batches run as sub-batches, one per worker, at the same time.
+
+    Every input and output has the batch as its first axis (the build only asks for this on such models). The
+    calling thread runs the first sub-batch itself; the pool runs the rest. ONNX Runtime releases the GIL while it
+    runs, and one session may run from several threads at once, so the weights are loaded once.
+    Anything else (get_inputs, get_providers, ...) is the wrapped session's."""
+
+    def __init__(self, session: ort.InferenceSession, pool: ThreadPoolExecutor, workers: int):
+        self._session = session
+        self._pool = pool
+        self.workers = workers
+
+    def run(self, output_names, input_feed: dict, run_options=None) -> list:
+        batch_sizes = {np.shape(value)[0] if np.ndim(value) else None for value in input_feed.values()}
+        batch = batch_sizes.pop() if len(batch_sizes) == 1 else None
+        parts = min(self.workers, batch or 1)
+        if parts < 2:
+            return self._session.run(output_names, input_feed, run_options)
+        bounds = np.linspace(0, batch, parts + 1).round().astype(int)
+        feeds = [{name: value[start:stop] for name, value in input_feed.items()}
+                 for start, stop in zip(bounds[:-1], bounds[1:])]
+        others = [self._pool.submit(self._session.run, output_names, feed, run_options) for feed in feeds[1:]]
+        try:
+            first = self._session.run(output_names, feeds[0], run_options)
+        finally:
+            # Never return (or raise) while a sub-batch is still running on this session.
+            results = [future.exception() or future.result() for future in others]
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [np.concatenate(parts_of_output) for parts_of_output in zip(first, *results)]
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+
 class Runtime:
     """Lazily created, cached ONNX Runtime sessions for the models of one bundle."""
 
-    def __init__(self, bundle: ModelBundle | None = None, device: str = "auto", threads: int | None = None):
+    def __init__(self, bundle: ModelBundle | None = None, device: str = "auto", threads: int | None = None,
+                 split_batches: bool = True):
         self._bundle = bundle
         self.device = device
         self.threads = threads or default_threads()
+        self.split_batches = split_batches  # False ignores the manifest's split_batches (benchmarks compare both)
         choose_providers(device, ort.get_available_providers())  # validate the setting early
         self._sessions: dict[tuple[str, str], ort.InferenceSession] = {}
         self._info: dict[tuple[str, str], SessionInfo] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None  # runs split batches' other sub-batches; made on first use
 
     @property
     def bundle(self) -> ModelBundle:
@@ -101,9 +146,22 @@ class Runtime:
         with lock:
             if key not in self._sessions:
                 path = self.bundle.path(model_id, file_key)
-                wants_arena = bool(self.bundle.entry(model_id).extra.get("session", {}).get("memory_arena", False))
-                self._sessions[key] = self._open(path, key, memory_arena=wants_arena)
+                wanted = self.bundle.entry(model_id).extra.get("session", {})
+                split = (self.split_batches and bool(wanted.get("split_batches", False)) and self.threads > 1
+                         and self._runs_on_cpu())
+                session = self._open(path, key, memory_arena=bool(wanted.get("memory_arena", False)),
+                                     threads=1 if split else self.threads)
+                self._sessions[key] = SplitBatchSession(session, self._batch_pool(), self.threads) if split else session
             return self._sessions[key]
+
+    def _runs_on_cpu(self) -> bool:
+        return choose_providers(self.device)[0] == "CPUExecutionProvider"
+
+    def _batch_pool(self) -> ThreadPoolExecutor:
+        with self._locks_guard:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.threads - 1, thread_name_prefix="fusiondesk-batch")
+            return self._pool
 
     def session_for_file(self, path: Path | str, key: tuple[str, str] | None = None) -> ort.InferenceSession:
         """A session for an ONNX file outside the bundle (a user's trained head, a test's tiny model)."""
@@ -132,11 +190,15 @@ class Runtime:
     def close(self) -> None:
         self._sessions.clear()
         self._info.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
-    def _open(self, path: Path, key: tuple[str, str], memory_arena: bool = False) -> ort.InferenceSession:
+    def _open(self, path: Path, key: tuple[str, str], memory_arena: bool = False,
+              threads: int | None = None) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.enable_cpu_mem_arena = memory_arena
-        options.intra_op_num_threads = self.threads
+        options.intra_op_num_threads = threads or self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Worker threads go to sleep after each run instead of spinning: the app alternates sessions (OCR's three

@@ -200,6 +200,35 @@ def test_cascade_reruns_exactly_the_close_calls_in_fp32():
     np.testing.assert_allclose(features, batch)
 
 
+def test_cascade_pools_close_calls_of_consecutive_batches_into_full_reruns():
+    from engine.image import run_cascade, run_cascade_batches
+
+    class Counting:  # records the batch sizes the fp32 model is run on
+        def __init__(self, session):
+            self.session, self.sizes = session, []
+
+        def run(self, names, feeds):
+            self.sizes.append(len(feeds["image"]))
+            return self.session.run(names, feeds)
+
+        def get_inputs(self):
+            return self.session.get_inputs()
+
+    full = Counting(_linear_classifier(np.eye(3)))
+    fast = _linear_classifier(np.eye(3) * 1.01 + 0.02)
+    clear, close = [5.0, 0.0, 0.0], [1.0, 1.05, 0.0]
+    batches = [np.array(rows, dtype=np.float32) for rows in
+               ([clear, close], [close, clear], [clear, clear], [close, clear], [clear, close])]
+    logits, features = run_cascade_batches(fast, full, batches, margin=0.5)
+    assert full.sizes == [2, 2]  # four close calls, re-run two at a time (the input batch size), none left over
+    one_by_one = [run_cascade(fast, _linear_classifier(np.eye(3)), b, margin=0.5) for b in batches]
+    np.testing.assert_allclose(logits, np.concatenate([o[0] for o in one_by_one]))
+    np.testing.assert_allclose(features, np.concatenate(batches))
+    full.sizes.clear()
+    run_cascade_batches(fast, full, batches[:1], margin=0.5)
+    assert full.sizes == [1]  # a close call still waiting at the end is not dropped
+
+
 def test_cascade_gives_fp32s_top_class_on_photo_crops(runtime):
     """On crops of scikit-image's photographs (textures and objects, many near-ties), the app's classifier picks
     the same class as the fp32 model alone."""
@@ -226,3 +255,25 @@ def test_cascade_gives_fp32s_top_class_on_photo_crops(runtime):
     assert agreement >= 0.99, agreement
     reran = np.isclose(ours, fp32, atol=1e-5).all(axis=1)
     assert 0 < reran.sum() < len(batch)  # both paths taken: clear calls stay int8, close ones go to fp32
+
+
+def test_split_batches_give_the_whole_batch_answer(runtime, photos):
+    """The classifier runs a batch as one share per core (the manifest's split_batches): the answer must not depend
+    on it - same logits, to float rounding, as the batch run whole on both threads."""
+    from engine.image import preprocess_batch, run_classifier, settings
+    from engine.runtime import Runtime, SplitBatchSession
+
+    if not runtime.bundle.entry(MODEL_ID).extra.get("session", {}).get("split_batches"):
+        pytest.skip("this bundle does not split the classifier's batches")
+    split = Runtime(runtime.bundle, device="cpu", threads=2)
+    whole = Runtime(runtime.bundle, device="cpu", threads=2, split_batches=False)
+    assert isinstance(split.session(MODEL_ID), SplitBatchSession)
+    images = [load_image(path) for path in sorted(photos.values())]
+    images.append(images[0].transpose(Image.Transpose.FLIP_LEFT_RIGHT))  # five: shares of unequal size
+    batch = preprocess_batch(images, settings(runtime))
+    split_logits, split_features = run_classifier(split, batch)
+    whole_logits, whole_features = run_classifier(whole, batch)
+    np.testing.assert_allclose(split_logits, whole_logits, atol=1e-4)
+    np.testing.assert_allclose(split_features, whole_features, atol=1e-4)
+    split.close()
+    whole.close()

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 from engine.errors import FusionDeskError, ModelBundleError
 from engine.fusion import build_bridge_graph, build_head_graph
 from engine.manifest import SCHEMA_VERSION, ModelBundle, sha256_of
-from engine.runtime import ProviderWarning, Runtime, choose_providers
+from engine.runtime import ProviderWarning, Runtime, SplitBatchSession, choose_providers
 
 
 def tiny_scale_model(factor: float) -> onnx.ModelProto:
@@ -32,7 +32,7 @@ def tiny_scale_model(factor: float) -> onnx.ModelProto:
     return model
 
 
-def write_bundle(folder: Path, factor: float = 2.0) -> Path:
+def write_bundle(folder: Path, factor: float = 2.0, session: dict | None = None) -> Path:
     model_path = folder / "tiny" / "model.onnx"
     model_path.parent.mkdir(parents=True)
     onnx.save(tiny_scale_model(factor), model_path)
@@ -44,6 +44,7 @@ def write_bundle(folder: Path, factor: float = 2.0) -> Path:
             "files": {"model": {"path": "tiny/model.onnx", "sha256": sha256_of(model_path),
                                 "bytes": model_path.stat().st_size}},
             "preprocess": {"factor": factor}, "source": {"packages": []}, "license": "MIT",
+            **({"session": session} if session else {}),
         }],
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
@@ -68,6 +69,71 @@ def test_sessions_load_once_under_concurrency(tmp_path):
     for thread in threads:
         thread.join()
     assert len({id(s) for s in seen}) == 1
+
+
+def test_split_batches_only_where_the_manifest_asks_and_with_the_same_answer(tmp_path):
+    split_bundle = ModelBundle(write_bundle(tmp_path / "split", factor=3.0, session={"split_batches": True}))
+    split = Runtime(split_bundle, device="cpu", threads=3)
+    assert isinstance(split.session("tiny"), SplitBatchSession)
+    # One thread, the switch off, or a model that does not ask: an ordinary session.
+    assert not isinstance(Runtime(split_bundle, device="cpu", threads=1).session("tiny"), SplitBatchSession)
+    whole = Runtime(split_bundle, device="cpu", threads=3, split_batches=False)
+    assert not isinstance(whole.session("tiny"), SplitBatchSession)
+    plain = Runtime(ModelBundle(write_bundle(tmp_path / "plain", factor=3.0)), device="cpu", threads=3)
+    assert not isinstance(plain.session("tiny"), SplitBatchSession)
+    rng = np.random.default_rng(0)
+    for size in (1, 2, 3, 5, 8):
+        x = rng.standard_normal((size, 3)).astype(np.float32)
+        (got,) = split.session("tiny").run(None, {"x": x})
+        (expected,) = whole.session("tiny").run(["y"], {"x": x})
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_allclose(got, x * 3.0)
+    assert split.session("tiny").get_inputs()[0].name == "x"  # the rest is the wrapped session's
+    split.close()
+
+
+class RecordingSession:
+    """Stands in for an ORT session: records which thread ran which share, and waits at a barrier so that the
+    test fails (BrokenBarrierError) unless every share runs at the same time."""
+
+    def __init__(self, parties: int, fail_on_size: int | None = None):
+        self.barrier = threading.Barrier(parties, timeout=10)
+        self.fail_on_size = fail_on_size
+        self.calls: list[tuple[int, int]] = []
+
+    def run(self, output_names, feeds, run_options=None):
+        self.barrier.wait()
+        x = feeds["x"]
+        self.calls.append((threading.get_ident(), len(x)))
+        if len(x) == self.fail_on_size:
+            raise RuntimeError(f"share of {len(x)} failed")
+        return [x * 2, x[:, :1]]
+
+
+def test_split_batch_shares_run_at_once_in_balanced_order_preserving_parts():
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=2)
+    inner = RecordingSession(parties=3)
+    x = np.arange(7 * 3, dtype=np.float32).reshape(7, 3)
+    doubled, first_column = SplitBatchSession(inner, pool, workers=3).run(None, {"x": x})
+    np.testing.assert_array_equal(doubled, x * 2)  # concatenated back in input order
+    np.testing.assert_array_equal(first_column, x[:, :1])
+    assert sorted(size for _, size in inner.calls) == [2, 2, 3]
+    assert threading.get_ident() in {thread for thread, _ in inner.calls}  # the caller ran one share itself
+    assert len({thread for thread, _ in inner.calls}) == 3
+
+    # Inputs that do not share a batch size run whole, once.
+    single = RecordingSession(parties=1)
+    SplitBatchSession(single, pool, workers=3).run(None, {"x": x, "other": np.zeros((2, 3))})
+    assert [size for _, size in single.calls] == [7]
+
+    # A failing share's error reaches the caller, after every other share has finished.
+    failing = RecordingSession(parties=2, fail_on_size=2)
+    with pytest.raises(RuntimeError, match="share of 2 failed"):
+        SplitBatchSession(failing, pool, workers=2).run(None, {"x": x[:4]})
+    assert len(failing.calls) == 2
+    pool.shutdown()
 
 
 def test_corrupt_model_file_is_named_with_the_rebuild_hint(tmp_path):
