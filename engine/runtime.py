@@ -8,8 +8,8 @@ Every model in the app, bundled or user-trained, runs through `Runtime.session()
   images allocates tens of MB per layer, and without the arena every run page-faults them in again (measured by
   the build step that sets it);
 - models whose manifest entry asks for it (`"session": {"split_batches": true}`) run a batch as one sub-batch per
-  core at once, each on one thread, instead of the whole batch with every layer split across the cores: a small
-  CNN's layers are too small to share out well (measured by the build step that sets it; CPU only);
+  core at once, each on one thread, instead of the whole batch with every layer split across the cores: the layers
+  of small models are too small to share out well (measured both ways by bench/bench_encoders.py; CPU only);
 - intra-op threads default to the physical core count, and sleep rather than spin between runs;
 - sessions load lazily, once, under a per-model lock (parallel loads of the same model waste memory).
 """
