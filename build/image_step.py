@@ -421,6 +421,7 @@ def _session(path: Path, threads: int, memory_arena: bool = False):
     options = ort.SessionOptions()
     options.enable_cpu_mem_arena = memory_arena  # off unless asked, as in the app (engine/runtime.py)
     options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as in the app: threads sleep
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
