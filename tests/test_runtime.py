@@ -129,9 +129,10 @@ def test_split_batch_shares_run_at_once_in_balanced_order_preserving_parts():
     assert [size for _, size in single.calls] == [7]
 
     # A failing share's error reaches the caller, after every other share has finished.
-    failing = RecordingSession(parties=2, fail_on_size=2)
-    with pytest.raises(RuntimeError, match="share of 2 failed"):
-        SplitBatchSession(failing, pool, workers=2).run(None, {"x": x[:4]})
+    # Five rows in two shares: the caller runs 2, the pool 3, and the pool's share fails.
+    failing = RecordingSession(parties=2, fail_on_size=3)
+    with pytest.raises(RuntimeError, match="share of 3 failed"):
+        SplitBatchSession(failing, pool, workers=2).run(None, {"x": x[:5]})
     assert len(failing.calls) == 2
     pool.shutdown()
 
