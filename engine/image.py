@@ -186,13 +186,14 @@ def classify_images(images: Sequence[Image.Image], top_k: int = 5, runtime: Runt
     runtime = runtime or get_runtime()
     if not images:
         return []
-    prep = settings(runtime)
     size = max(1, batch_size)
-    batches = (preprocess_batch(images[start:start + size], prep) for start in range(0, len(images), size))
-    return _results(runtime, *run_classifier_batches(runtime, batches), top_k)
+    return _classify_chunks(runtime, (images[start:start + size] for start in range(0, len(images), size)), top_k)
 
 
-def _results(runtime: Runtime, logits: np.ndarray, features: np.ndarray, top_k: int) -> list[ImageResult]:
+def _classify_chunks(runtime: Runtime, chunks: Iterable[Sequence[Image.Image]], top_k: int) -> list[ImageResult]:
+    """Classify a stream of image batches through one cascade run (close calls pooled across batches)."""
+    prep = settings(runtime)
+    logits, features = run_classifier_batches(runtime, (preprocess_batch(chunk, prep) for chunk in chunks))
     names = class_names(runtime)
     return [ImageResult(labels=top_labels(probs, names, top_k), probs=probs, feature=feature)
             for probs, feature in zip(softmax(logits.astype(np.float32)), features.astype(np.float32))]
@@ -211,12 +212,9 @@ def classify_files(paths: Sequence[Path | str], top_k: int = 5, runtime: Runtime
     runtime = runtime or get_runtime()
     if not paths:
         return []
-    prep = settings(runtime)
+    min_side = int(settings(runtime)["resize"])
     size = max(1, batch_size)
-
-    def batches():  # decoded a batch at a time, so a long list never holds every full image in memory at once
-        for start in range(0, len(paths), size):
-            images = [load_image(path, min_side=int(prep["resize"])) for path in paths[start:start + size]]
-            yield preprocess_batch(images, prep)
-
-    return _results(runtime, *run_classifier_batches(runtime, batches()), top_k)
+    # Decoded a batch at a time, so a long list never holds every full image in memory at once.
+    chunks = ([load_image(path, min_side=min_side) for path in paths[start:start + size]]
+              for start in range(0, len(paths), size))
+    return _classify_chunks(runtime, chunks, top_k)
