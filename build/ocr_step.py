@@ -200,14 +200,16 @@ def measure(ctx: BuildContext, entry: dict[str, Any], docs, label: str) -> dict[
     errors = ref_chars = truth_errors = truth_chars = order_kept = order_total = 0
     ious: list[float] = []
     for name, (image, truth) in samples.items():
-        ours = ocr.read_text(image, runtime=runtime)
+        # The port is checked as the recogniser emits (literal: no restored spaces, no digit/letter fixes, no line
+        # filter), which is what RapidOCR gives; the text against the truth as the app reads it.
+        ours = ocr.read_text(image, runtime=runtime, literal=True)
         raw, _ = reference(image)
         # Compared stripped: engine.ocr drops the leading/trailing spaces RapidOCR sometimes keeps.
         theirs = [(line[1].strip(), [[float(x), float(y)] for x, y in line[0]]) for line in (raw or [])]
         mine = [(line.text, line.box) for line in ours.lines]
         e, n, matched = compare_lines(theirs, mine)
         errors, ref_chars, ious = errors + e, ref_chars + n, ious + matched
-        te, tn, kept = against_truth(truth, [line.text for line in ours.lines])
+        te, tn, kept = against_truth(truth, [line.text for line in ocr.read_text(image, runtime=runtime).lines])
         truth_errors, truth_chars = truth_errors + te, truth_chars + tn
         order_kept, order_total = order_kept + kept, order_total + len(truth) - 1
         ctx.log(f"[{label}] {name}: {len(mine)} lines (RapidOCR {len(theirs)}), {e} char errors / {n}")
