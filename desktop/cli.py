@@ -155,6 +155,11 @@ def _perception_options(args, labels):
                              speech_model=speech_model_for(language), language=language)
 
 
+# How the labels of a record were chosen, in words (engine.tasks.label_set_for).
+LABEL_SETS = {"imagenet": "ImageNet classes", "document kinds": "kind of document",
+              "recording topics": "kind of recording", "yours": "your labels"}
+
+
 def cmd_classify(args) -> int:
     from engine.tasks import classify_files
 
@@ -164,7 +169,9 @@ def cmd_classify(args) -> int:
                              runtime=runtime, head=args.head)
 
     def describe(record) -> None:
-        print(f"{record['file']} ({record['modality']})")
+        kind = record["evidence"].get("kind")
+        what = LABEL_SETS.get(record.get("label_set", ""), "")
+        print(f"{record['file']} ({kind if kind and kind != 'text' else record['modality']}{', ' + what if what else ''})")
         for item in record["labels"]:
             bar = "█" * round(item["score"] * 20)
             print(f"  {item['score']:6.1%} {bar:20} {item['label']}")

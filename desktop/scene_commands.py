@@ -61,6 +61,9 @@ def cmd_segment(args) -> int:
     records = segment_files(args.files, args.out, mode=args.mode, runtime=_runtime(args))
 
     def describe(record) -> None:
-        print(f"{record['file']}: {record['person_fraction']:.1%} person -> {record['output']}")
+        if record["output"] is None:
+            print(f"{record['file']}: no person found (nothing written)")
+        else:
+            print(f"{record['file']}: {record['person_fraction']:.1%} person -> {record['output']}")
 
     return _report(records, args, describe)

@@ -153,6 +153,19 @@ def bars_html(labels: list[dict]) -> str:
     return "".join(rows) or '<p class="fd-muted">(no labels: nothing recognisable was found)</p>'
 
 
+LABEL_SET_TITLES = {"yours": "Your labels", "imagenet": "Looks like", "document kinds": "Kind of document",
+                    "recording topics": "What the recording is"}
+
+
+def label_set_html(record: dict) -> str:
+    """The score bars under a title that says what they are (a photo's classes, a document's kind, ...)."""
+    title = LABEL_SET_TITLES.get(record.get("label_set", ""), "")
+    heading = f'<p class="fd-muted">{esc(title)}</p>' if title else ""
+    if not record["labels"] and record.get("modality") == "audio":
+        return heading and ""  # a silent clip: the transcript part says "no speech found"
+    return heading + bars_html(record["labels"])
+
+
 def clock(seconds: float) -> str:
     minutes, rest = divmod(max(0.0, seconds), 60)
     return f"{int(minutes):02d}:{rest:05.2f}"
@@ -197,8 +210,8 @@ def record_html(record: dict) -> str:
     if "error" in record:
         return card(f"Could not use {name}", f"<p>{esc(record['error'])}</p>", error=True)
     parts = []
-    if record.get("labels") is not None and record["modality"] != "audio":
-        parts.append(bars_html(record["labels"]))
+    if record.get("labels") is not None:
+        parts.append(label_set_html(record))
     if "segments" in record:
         parts.append(f'<p class="fd-muted">{record["duration"]:.1f} s · language {esc(record["language"])}</p>')
         parts.append(transcript_html(record["segments"]))
@@ -303,34 +316,35 @@ def people_overlay(image, mask: np.ndarray):
     return Image.composite(image, dimmed, mask_image(mask))
 
 
-def scene_pictures(records: list[dict], boxes: bool, people: bool, out_dir: Path) -> list[tuple[str, str]]:
-    """For each photo: its detected objects drawn as boxes, and its person mask (the share of the picture that
-    is person goes into the record). Gallery items (file, caption)."""
+def scene_pictures(records: list[dict], perceptions: dict[str, Any], out_dir: Path) -> list[tuple[str, str]]:
+    """For each photo: its detected objects drawn as boxes, and the people found in it (the segmenter's mask
+    inside the detector's person boxes), as the perception found them. Gallery items (file, caption)."""
+    from engine.geometry import resize_linear
     from engine.imaging import load_image
-    from engine.scene import class_names, draw_detections, person_fraction, segment
+    from engine.scene import class_names, draw_detections
 
     runtime = get_runtime()
     pictures = []
     for record in records:
-        if "error" in record or record.get("modality") != "image":
+        perceived = perceptions.get(record["file"])
+        if "error" in record or perceived is None or record.get("modality") != "image":
+            continue
+        wants_boxes, wants_people = "objects" in record, perceived.people_mask is not None
+        if not (record.get("objects") or wants_people):
             continue
         image = load_image(record["file"])
         stem, name = Path(record["file"]).stem, display_name(record["file"])
-        if boxes and "object-detector" in runtime.bundle:
-            # The classifier's perception already ran the detector: draw what it found, do not detect twice.
-            record["objects"] = record.get("evidence", {}).get("objects", [])
-            if record["objects"]:
-                drawn = draw_detections(image, detections_from(record["objects"]), class_names(runtime))
-                target = fresh_path(out_dir, f"{stem}-objects.jpg")
-                drawn.save(target, quality=90)
-                pictures.append((str(target), f"{name}: objects"))
-        if people and "person-segmenter" in runtime.bundle:
-            mask = segment([image], runtime=runtime)[0]
-            record["person_fraction"] = round(person_fraction(mask), 4)
-            if record["person_fraction"] >= MIN_PEOPLE_SHOWN:  # a picture of nobody would only be dimmed all over
-                target = fresh_path(out_dir, f"{stem}-people.jpg")
-                people_overlay(image, mask).save(target, quality=90)
-                pictures.append((str(target), f"{name}: people ({record['person_fraction']:.0%})"))
+        if wants_boxes and perceived.objects:
+            # Boxes are in the file's pixels, and so is this picture.
+            drawn = draw_detections(image, perceived.objects, class_names(runtime))
+            target = fresh_path(out_dir, f"{stem}-objects.jpg")
+            drawn.save(target, quality=90)
+            pictures.append((str(target), f"{name}: objects"))
+        if wants_people and record["person_fraction"] >= MIN_PEOPLE_SHOWN:  # a sliver of a person: nothing to show
+            mask = resize_linear(perceived.people_mask, image.width, image.height)
+            target = fresh_path(out_dir, f"{stem}-people.jpg")
+            people_overlay(image, np.clip(mask, 0.0, 1.0)).save(target, quality=90)
+            pictures.append((str(target), f"{name}: people ({record['person_fraction']:.0%})"))
     return pictures
 
 
@@ -338,42 +352,43 @@ def scene_pictures(records: list[dict], boxes: bool, people: bool, out_dir: Path
 
 
 def analyse_paths(paths: list[str], labels: list[str], language: str, read_text: bool, top_k: int = 5,
-                  progress=None) -> tuple[list[dict], dict]:
-    """Every file through the task that suits it: records (CLI shapes, plus what the page shows) and the
-    Transcript objects of recordings (for subtitle downloads)."""
-    from engine.errors import InputFileError
-    from engine.filetypes import modality_of
-    from engine.tasks import classify_files, transcribe_files
+                  progress=None, boxes: bool = False, people: bool = False) -> tuple[list[dict], dict, dict]:
+    """Every file through the one perception plan `classify` uses (engine.tasks.classify_stream): records (the
+    CLI's shapes, plus what the page shows), the Transcript objects of recordings (for subtitle downloads), and
+    the perceptions by file (for the pictures of objects and people)."""
+    from engine.perceive import PerceptionOptions
+    from engine.tasks import classify_options, classify_stream, speech_model_for, transcript_record
 
     runtime = get_runtime()
-    records, transcripts = [], {}
-    for index, path in enumerate(paths):
+    speech_model = speech_model_for(language)
+    base = PerceptionOptions(top_k=max(5, top_k), speech_model=speech_model, language=language)
+    options = classify_options(labels, base, top_k, boxes=boxes, people=people, runtime=runtime)
+    records, transcripts, perceptions = [], {}, {}
+    if progress is not None:
+        progress(0.0, desc=f"{len(paths)} file(s)")
+    stream = classify_stream(paths, labels, top_k, options, runtime, with_text_lines=read_text)
+    for index, (record, perceived) in enumerate(stream):
         if progress is not None:
-            progress(index / max(1, len(paths)), desc=f"{display_name(path)} ({index + 1} of {len(paths)})")
-        try:
-            modality = modality_of(path)
-        except InputFileError as exc:
-            records.append({"file": path, "error": exc.problem})
+            progress((index + 1) / max(1, len(paths)), desc=f"{display_name(record['file'])} ({index + 1} of {len(paths)})")
+        records.append(record)
+        if "error" in record:
             continue
-        if modality == "audio":
-            found, found_transcripts = transcribe_files([path], language=language, runtime=runtime)
-            record = found[0]
-            if "error" not in record:
-                record["modality"] = "audio"
-            transcripts.update(found_transcripts)
-        else:
-            wants_lines = modality == "image" and read_text
-            record = classify_files([path], labels=labels, top_k=top_k, runtime=runtime, with_text_lines=wants_lines)[0]
-            if "error" not in record and wants_lines:
+        perceptions[record["file"]] = perceived
+        if record["modality"] == "audio":
+            record.update(transcript_record(perceived.transcript, speech_model))
+            transcripts[record["file"]] = perceived.transcript
+        elif record["modality"] == "image":
+            if boxes:
+                record["objects"] = record["evidence"].get("objects", [])
+            if people:
+                record["person_fraction"] = record["evidence"].get("person_fraction", 0.0)
+            if read_text:
                 record.setdefault("ocr_lines", [])
                 record["ocr_text"] = record["evidence"].get("ocr_text", "")
-            if "error" not in record and modality == "text":
-                text = record.get("evidence", {}).get("text", "")
-                record["text_excerpt"] = text[:400] + ("…" if len(text) > 400 else "")
-        records.append(record)
-    if progress is not None:
-        progress(1.0, desc="done")
-    return records, transcripts
+        elif record["modality"] == "text":
+            text = record.get("evidence", {}).get("text", "")
+            record["text_excerpt"] = text[:400] + ("…" if len(text) > 400 else "")
+    return records, transcripts, perceptions
 
 
 def write_downloads(records: list[dict], transcripts: dict, out_dir: Path) -> list[str]:
@@ -421,11 +436,12 @@ def analyse_files(files, labels_text, language, read_text, scene=(), target=NO_T
     paths = [f if isinstance(f, str) else f.name for f in (files or [])]
     if not paths:
         raise gr.Error("Add some files first: photos, scans, recordings or text files.", print_exception=False)
-    records, transcripts = analyse_paths(paths, parse_labels(labels_text), language or "en", bool(read_text),
-                                         progress=progress)
-    out_dir = results_dir()
     scene = set(scene or ())
-    pictures = scene_pictures(records, "boxes" in scene, "people" in scene, out_dir)
+    records, transcripts, perceptions = analyse_paths(paths, parse_labels(labels_text), language or "en",
+                                                      bool(read_text), progress=progress, boxes="boxes" in scene,
+                                                      people="people" in scene)
+    out_dir = results_dir()
+    pictures = scene_pictures(records, perceptions, out_dir)
     add_translations(records, target)
     for record in records:
         if record.get("ocr_lines"):
@@ -486,36 +502,38 @@ def api_describe(files, text, labels_text):
 # -- Live tab ------------------------------------------------------------------------------------------------------
 
 
-def frame_labels(image, labels: list[str], top_k: int, head=None) -> list[tuple[str, float]]:
-    """One webcam frame -> its top labels: a trained head's classes (engine.teach.Head), ImageNet classes, or the
-    user's labels through the fusion head. Live frames skip OCR and object detection unless a head was taught
-    on text in images (each costs several times the classifier): boxes are drawn only when asked for, and the
-    fused answer below runs the full perception on the frame it is given."""
-    from engine.image import classify_images
-    from engine.perceive import Perceiver, PerceptionOptions
+def perceive_frame(image, labels: list[str], top_k: int, head=None, boxes: bool = False, people: bool = False):
+    """One webcam frame through the perception plan (engine.plan) as Live uses it: no text reading (a frame a
+    second of OCR would stop the stream; the fused answer below reads the frame it is given), the detector when
+    boxes are drawn, the background is cut at people, or a label names a thing it finds; a taught head reads
+    what it was trained on."""
+    from engine.perceive import PerceptionOptions, Perceiver
+    from engine.plan import options_for
+
+    runtime = get_runtime()
+    base = PerceptionOptions(ocr="never", top_k=max(5, top_k))
+    if head is not None:
+        base = head.perception_options(base)
+    options = options_for([] if head is not None else labels, boxes=boxes, people=people, base=base, runtime=runtime)
+    if head is None:
+        options.ocr = "never"
+    return Perceiver(runtime, options).perceive_images([image], ["camera"])[0]
+
+
+def frame_labels(perception, labels: list[str], top_k: int, head=None) -> list[tuple[str, float]]:
+    """A perceived frame's top labels: a trained head's classes (engine.teach.Head), ImageNet classes, or the
+    user's labels through the fusion head."""
     from engine.tasks import score_perception
 
     runtime = get_runtime()
     if head is not None:
-        return head_labels(image, head, top_k)
-    if not labels:
-        return [(name, float(score)) for name, score in classify_images([image], top_k=top_k, runtime=runtime)[0].labels]
-    options = PerceptionOptions(ocr=False, objects=False, top_k=max(5, top_k))
-    perception = Perceiver(runtime, options).perceive_images([image], ["camera"])[0]
+        from engine.teach import classify_with_head
+
+        (result,) = classify_with_head([perception], head, runtime, top_k)
+        if isinstance(result, Exception):
+            raise result
+        return [(item["label"], float(item["score"])) for item in result]
     return [(item["label"], item["score"]) for item in score_perception(perception, labels, runtime, top_k)]
-
-
-def head_labels(image, head, top_k: int) -> list[tuple[str, float]]:
-    from engine.perceive import Perceiver, PerceptionOptions
-    from engine.teach import classify_with_head
-
-    runtime = get_runtime()
-    options = head.perception_options(PerceptionOptions(objects=False, top_k=5))
-    perception = Perceiver(runtime, options).perceive_images([image], ["camera"])[0]
-    (result,) = classify_with_head([perception], head, runtime, top_k)
-    if isinstance(result, Exception):
-        raise result
-    return [(item["label"], float(item["score"])) for item in result]
 
 
 def head_choices() -> list[tuple[str, str]]:
@@ -543,28 +561,29 @@ def live_head(state: dict, name: str | None):
     return state["head"][1]
 
 
-def scene_frame(image, boxes: bool, background: str):
-    """The frame as the Live view shows it: background blurred or removed (person segmentation), objects boxed
-    (detection). None when neither is asked for, so the plain labels path costs nothing more."""
+def scene_frame(image, perception, boxes: bool, background: str):
+    """The frame as the Live view shows it: the background blurred or removed around the people found (none
+    found: all of it is background), objects boxed. None when neither is asked for."""
     from PIL import Image
 
     from engine import scene
 
     if not boxes and background == "keep":
         return None, []
-    runtime = get_runtime()
-    picture, found = image, []
+    picture = image
     if background in ("blur", "remove"):
-        mask = scene.segment([image], runtime=runtime)[0]
+        mask = perception.people_mask
+        if mask is None:
+            mask = np.zeros((image.height, image.width), np.float32)
         if background == "blur":
             picture = scene.blur_background(image, mask)
         else:
             cut = scene.cutout(image, mask)
             picture = Image.new("RGB", cut.size, (255, 255, 255))
             picture.paste(cut, mask=cut.getchannel("A"))
+    found = perception.objects or []
     if boxes:
-        found = scene.detect([image], runtime=runtime)[0]
-        picture = scene.draw_detections(picture, found, scene.class_names(runtime))
+        picture = scene.draw_detections(picture, found, scene.class_names(get_runtime()))
     return picture, found
 
 
@@ -588,8 +607,12 @@ def classify_frame(frame, labels_text, top_k, state, boxes=False, background="ke
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), state
     try:
         image = image_from_array(np.asarray(frame))
-        labels = frame_labels(image, parse_labels(labels_text), int(top_k or 5), live_head(state, head_name))
-        picture, found = scene_frame(image, bool(boxes), background or "keep")
+        head, labels = live_head(state, head_name), parse_labels(labels_text)
+        background = background or "keep"
+        perception = perceive_frame(image, labels, int(top_k or 5), head, boxes=bool(boxes),
+                                    people=background != "keep")
+        labels = frame_labels(perception, labels, int(top_k or 5), head)
+        picture, found = scene_frame(image, perception, bool(boxes), background)
     except FusionDeskError as exc:
         return gr.skip(), f"Error: {exc}", gr.skip(), gr.skip(), state
     state["times"].append(time.monotonic())

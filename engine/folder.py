@@ -6,9 +6,9 @@ The pipeline reads top to bottom:
 - `walk` lists the folder (sorted, optionally recursive, include/exclude globs) and decides up front what
   happens to odd entries: hidden files, links leaving the folder, pipes and devices, unknown types are
   *skipped with a reason*; empty and unreadable files become *error rows*. Nothing is silently dropped.
-- `perceive_stream` decodes files on a thread pool, a few batches ahead of the encoders, and encodes each
-  batch at once (images through one classifier call, texts through one text-encoder call). Decoded data
-  lives only while its batch is in flight, so memory stays flat however many files there are.
+- `perceive_stream` (engine.pipeline) decodes files on a thread pool, a few batches ahead of the models, and
+  perceives each batch at once, following the perception plan (engine.plan) as every other surface does.
+  Decoded data lives only while its batch is in flight, so memory stays flat however many files there are.
 - `ResultsFile` appends each finished row and flushes it, so a killed run loses at most the files in
   flight; on resume, rows already there (same relative path, size and mtime) are not done again.
 
@@ -16,7 +16,7 @@ Beyond the perceptions, a batch can `detect` objects and `segment` people (engin
 under --masks-dir, mirroring subfolders), `translate` the text read, heard or given (engine.translate), and
 classify with a head the person taught (engine.teach) instead of label names.
 
-Input files are only ever opened for reading. The index (engine.index) reuses `walk` and `perceive_stream`.
+Input files are only ever opened for reading. The index (engine.index) reuses `walk` and the same stream.
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ import queue
 import stat
 import threading
 import time
-from collections import Counter, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -39,8 +38,9 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from .errors import FusionDeskError, InputFileError
-from .filetypes import modality_of, read_text_file
-from .perceive import TEXT_CONFIDENCE, Perceiver, Perception, PerceptionOptions, guard_file
+from .filetypes import modality_of
+from .perceive import Perceiver, Perception, PerceptionOptions, guard_file
+from .pipeline import Decoded, FileEntry, fused_vectors, perceive_stream
 from .runtime import Runtime, get_runtime
 from .scene import DETECTOR_ID, FOLDER_TASK_COLUMNS, FOLDER_TASK_FITS, SEGMENT_MODES, SEGMENTER_ID
 
@@ -59,9 +59,10 @@ DEFAULT_TASKS = ("classify", "read", "transcribe")
 BASE_COLUMNS = ["file", "modality", "status", "error", "size", "mtime"]
 # CSV has fixed columns (rows are appended one at a time), so each task's fields are listed here.
 TASK_COLUMNS = {
-    "classify": ["classify.labels", "classify.evidence.concepts", "classify.evidence.objects",
-                 "classify.evidence.ocr_text", "classify.evidence.transcript", "classify.evidence.text"],
-    "read": ["read.text", "read.lines"],
+    "classify": ["classify.label_set", "classify.labels", "classify.evidence.kind", "classify.evidence.concepts",
+                 "classify.evidence.objects", "classify.evidence.person_fraction", "classify.evidence.ocr_text",
+                 "classify.evidence.ocr_rejected", "classify.evidence.transcript", "classify.evidence.text"],
+    "read": ["read.text", "read.lines", "read.rejected_lines"],
     "transcribe": ["transcribe.text", "transcribe.language", "transcribe.duration", "transcribe.model",
                    "transcribe.task", "transcribe.segments"],
     "embed": ["embed.dim", "embed.vector", "embed.note"],
@@ -71,29 +72,9 @@ TASK_COLUMNS = {
 HEAD_COLUMN = "classify.head"  # only in runs with --head, so other runs' CSV columns stay as they were
 # Where each modality's translatable text comes from, named as in the row's translate.from.
 TRANSLATE_FROM = {"image": "ocr", "audio": "transcript", "text": "text"}
-# Without OCR an image only feeds the classifier (short side resized to 256): JPEGs are decoded at the smallest
-# DCT scale that keeps that short side, and anything longer than 768 px (a 3:1 panorama) is shrunk at once, so
-# a batch in flight holds small images whatever the cameras made. OCR needs the detector's own limit instead.
-CLASSIFY_MAX_SIDE = 768
 
 
 # ---------------------------------------------------------------------------------------------------- walk
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """A file the walk found. `problem` set: it cannot be used, and gets an error row without decoding."""
-
-    path: Path
-    rel: str  # relative to the folder, with forward slashes: the row's `file` and the resume key
-    size: int
-    mtime: float
-    modality: str | None
-    problem: str | None = None
-
-    @property
-    def key(self) -> tuple[str, int, float]:
-        return (self.rel, self.size, self.mtime)
 
 
 @dataclass(frozen=True)
@@ -219,202 +200,6 @@ def _file_entry(path: Path, rel: str) -> FileEntry | Skipped:
     return FileEntry(**entry, modality=modality)
 
 
-# ------------------------------------------------------------------------------------------ decode + encode
-
-
-@dataclass
-class Decoded:
-    entry: FileEntry
-    payload: Any = None  # PIL image | float32 samples | str
-    error: InputFileError | None = None
-    # Images: the file's upright size over the decoded size, per axis (1.0 unless decoded reduced).
-    scale: tuple[float, float] = (1.0, 1.0)
-
-
-def decode(entry: FileEntry, image_sides: tuple[int | None, int | None] = (None, None)) -> Decoded:
-    """Read one file into memory; never raises for the file's own faults. image_sides: (max_side, min_side)."""
-    if entry.problem:
-        return Decoded(entry, error=InputFileError(entry.path, entry.problem))
-    try:
-        if entry.modality == "image":
-            from .imaging import load_image
-
-            image = load_image(entry.path, max_side=image_sides[0], min_side=image_sides[1])
-            return Decoded(entry, image, scale=_reduction(entry.path, image.size))
-        if entry.modality == "audio":
-            from .audio import load_audio
-
-            return Decoded(entry, load_audio(entry.path))
-        return Decoded(entry, read_text_file(entry.path))
-    except InputFileError as exc:
-        return Decoded(entry, error=exc)
-    except FusionDeskError:
-        raise
-    except Exception as exc:  # a decoder's own bug on a strange file must not stop the run
-        return Decoded(entry, error=InputFileError(entry.path, f"cannot decode the file ({type(exc).__name__}: {exc})"))
-
-
-def _reduction(path: Path, decoded_size: tuple[int, int]) -> tuple[float, float]:
-    """How much smaller than the file the decoded image is (the header only is read: no second decode)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        width, height = image.size
-        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientations that turn the picture by 90°
-            width, height = height, width
-    return width / decoded_size[0], height / decoded_size[1]
-
-
-def perceive_decoded(batch: list[Decoded], perceiver: Perceiver) -> list[Perception | InputFileError]:
-    """Encode one batch: images in one classifier call, texts in one text-encoder call, recordings one by one."""
-    results: list[Perception | InputFileError | None] = [d.error for d in batch]
-    images = [i for i, d in enumerate(batch) if d.error is None and d.entry.modality == "image"]
-    texts = [i for i, d in enumerate(batch) if d.error is None and d.entry.modality == "text"]
-    if images:
-        _perceive_images(batch, images, perceiver, results)
-    if texts:
-        _perceive_texts(batch, texts, perceiver, results)
-    for i, item in enumerate(batch):
-        if item.error is None and item.entry.modality == "audio":
-            results[i] = guard_file(item.entry.path, lambda item=item: perceiver.perceive_audio(item.payload, str(item.entry.path)))
-    return results  # type: ignore[return-value]
-
-
-def _perceive_images(batch: list[Decoded], indices: list[int], perceiver: Perceiver, results: list) -> None:
-    work = lambda: perceiver.perceive_images([batch[i].payload for i in indices],  # noqa: E731
-                                             [str(batch[i].entry.path) for i in indices])
-    found = guard_file(batch[indices[0]].entry.path, work)
-    if isinstance(found, list):
-        for i, perception in zip(indices, found):
-            results[i] = _in_file_pixels(perception, batch[i].scale)
-        return
-    # One odd image failed the whole batch: redo them one by one so only that file gets the error row.
-    for i in indices:
-        one = guard_file(batch[i].entry.path, lambda i=i: perceiver.perceive_images([batch[i].payload], [str(batch[i].entry.path)]))
-        results[i] = _in_file_pixels(one[0], batch[i].scale) if isinstance(one, list) else one
-
-
-def _in_file_pixels(perception: Perception, scale: tuple[float, float]) -> Perception:
-    """Object boxes and OCR line boxes moved from the decoded image's pixels to the file's own.
-
-    Images are decoded reduced (CLASSIFY_MAX_SIDE, or OCR's limit) and the detector sees that image: its
-    boxes are scaled back here rather than decoding every photo at full size, which would hold full-size
-    pictures for every batch in flight. The detector's input is smaller than the decoded image anyway
-    (the decode keeps at least its input size, see _image_sides), so no detail it could use is lost."""
-    from .scene import Detection
-
-    if scale == (1.0, 1.0):
-        return perception
-    sx, sy = scale
-    if perception.objects:
-        perception.objects = [Detection(d.label, d.score, [d.box[0] * sx, d.box[1] * sy, d.box[2] * sx, d.box[3] * sy])
-                              for d in perception.objects]
-    if perception.ocr is not None:
-        # `fusiondesk read` gives boxes in the file's pixels; the same file in folder mode must too.
-        for line in perception.ocr.lines:
-            line.box = [[x * sx, y * sy] for x, y in line.box]
-    return perception
-
-
-def _perceive_texts(batch: list[Decoded], indices: list[int], perceiver: Perceiver, results: list) -> None:
-    from .fusion import Token
-    from .text import embed_texts
-
-    texts = [batch[i].payload for i in indices]
-    vectors = guard_file(batch[indices[0]].entry.path, lambda: embed_texts(texts, runtime=perceiver.runtime))
-    if isinstance(vectors, InputFileError):
-        for i in indices:
-            results[i] = guard_file(batch[i].entry.path, lambda i=i: perceiver.perceive_text(batch[i].payload, str(batch[i].entry.path)))
-        return
-    for i, text, vector in zip(indices, texts, vectors):
-        name = str(batch[i].entry.path)
-        results[i] = Perception(file=name, modality="text", text=text,
-                                tokens=[Token("text", vector, TEXT_CONFIDENCE, text=text, source=name)])
-        perceiver.add_translations(results[i])  # as Perceiver.perceive_text does: same tokens as the CLI
-
-
-def perceive_stream(
-    entries: Iterable[FileEntry],
-    perceiver: Perceiver,
-    workers: int = 4,
-    batch_size: int = 16,
-    in_flight: int = 3,
-    stop: threading.Event | None = None,
-    with_images: Callable[[list[Decoded], list[Perception | InputFileError]], None] | None = None,
-) -> Iterator[list[tuple[FileEntry, Perception | InputFileError]]]:
-    """Batches of (entry, perception or error), in walk order, decoding up to `in_flight` batches ahead.
-
-    with_images: called with each decoded batch and its perceptions, for work that needs the pictures
-    themselves (they are let go once it returns)."""
-    image_sides = _image_sides(perceiver)
-    chunks = _chunks(entries, batch_size)
-    pending: deque[list[Future]] = deque()
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
-        def submit_next() -> bool:
-            chunk = next(chunks, None)
-            if chunk is None:
-                return False
-            pending.append([pool.submit(decode, entry, image_sides) for entry in chunk])
-            return True
-
-        try:
-            while len(pending) < in_flight and submit_next():
-                pass
-            while pending and not (stop is not None and stop.is_set()):
-                decoded = [future.result() for future in pending.popleft()]
-                submit_next()  # keep the decoders busy while this batch is encoded
-                perceptions = perceive_decoded(decoded, perceiver)
-                if with_images is not None:
-                    with_images(decoded, perceptions)
-                yield [(d.entry, p) for d, p in zip(decoded, perceptions)]
-        finally:
-            # Stopped or abandoned early: do not decode batches nobody will encode.
-            for futures in pending:
-                for future in futures:
-                    future.cancel()
-
-
-def _image_sides(perceiver: Perceiver) -> tuple[int, int | None]:
-    """(max_side, min_side) to decode images at: as small as what the encoders of this run need allows."""
-    if not perceiver.options.ocr:
-        from .image import settings
-
-        min_side = int(settings(perceiver.runtime)["resize"])
-        if perceiver.options.objects and DETECTOR_ID in perceiver.runtime.bundle:
-            # The detector letterboxes into its own input: keep at least that many pixels for it too.
-            detector = perceiver.runtime.bundle.entry(DETECTOR_ID).preprocess
-            min_side = max(min_side, *map(int, detector["input_size"]))
-        return CLASSIFY_MAX_SIDE, min_side
-    from .ocr import MODEL_ID
-
-    return int(perceiver.runtime.bundle.entry(MODEL_ID).preprocess.get("max_side_len", 2000)), None
-
-
-def _chunks(items: Iterable[FileEntry], size: int) -> Iterator[list[FileEntry]]:
-    chunk: list[FileEntry] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def fused_vectors(perceptions: list[Perception | InputFileError], runtime: Runtime) -> list[np.ndarray | None]:
-    """Each item's fused vector through one fusion-head call; None where nothing was perceived."""
-    from .fusion import run_head
-
-    have = [i for i, p in enumerate(perceptions) if isinstance(p, Perception) and p.tokens]
-    vectors: list[np.ndarray | None] = [None] * len(perceptions)
-    if have:
-        dim = perceptions[have[0]].tokens[0].vector.shape[-1]
-        fused, _, _ = run_head([perceptions[i].tokens for i in have], np.zeros((0, dim), np.float32), runtime)
-        for i, vector in zip(have, fused):
-            vectors[i] = vector
-    return vectors
-
-
 # ---------------------------------------------------------------------------------------------------- rows
 
 
@@ -450,20 +235,23 @@ class BatchOptions:
 
         return speech_model_for(self.language)
 
-    def perception_options(self, head=None) -> PerceptionOptions:
-        """What to perceive; `head` (engine.teach.Head): also everything that head reads."""
+    def perception_options(self, head=None, runtime: Runtime | None = None) -> PerceptionOptions:
+        """What to perceive, from the perception plan (engine.plan) for what this run's tasks use; `head`
+        (engine.teach.Head): also everything that head reads."""
+        from .plan import options_for
+
         tasks = self.task_list()
-        # OCR costs most of an image's time: run it when text is asked for, or when labels may be decided by it.
-        ocr = ("read" in tasks or "embed" in tasks or "translate" in tasks
-               or ("classify" in tasks and bool(self.labels)))
-        # Object detection feeds the labels and the fused vector (an "objects" token) and the detect task;
-        # --tasks read or transcribe alone need none of it.
-        objects = "classify" in tasks or "embed" in tasks or "detect" in tasks
-        options = PerceptionOptions(ocr=ocr, objects=objects, top_k=max(5, self.top_k), speech_model=self.speech_model(),
-                                    language=self.language)
+        base = PerceptionOptions(top_k=max(5, self.top_k), speech_model=self.speech_model(), language=self.language,
+                                 ocr=bool({"classify", "read", "embed", "translate"} & set(tasks)))
+        # Segmentation looks for people inside the detector's person boxes (its pictures are made at full size
+        # by the segment task itself); `embed` vectors are for search, which uses what is in a photo.
+        options = options_for(self.labels if "classify" in tasks else (), base=base, runtime=runtime,
+                              boxes="detect" in tasks or "segment" in tasks, search="embed" in tasks)
         if head is not None and "classify" in tasks:
+            wants_text = options.ocr
             options = head.perception_options(options)
-            options.ocr = options.ocr or ocr
+            if options.ocr == "never":
+                options.ocr = wants_text
         return options
 
 
@@ -493,20 +281,18 @@ def _task_result(task: str, p: Perception, vector: np.ndarray | None, options: B
     if task == "detect":  # the perceiver's own detections, at the default threshold, in the file's pixels
         return {"objects": [d.to_json() for d in p.objects or []]}
     if task == "classify":
-        from .tasks import score_perception
+        from .tasks import classify_record
 
-        return {"labels": score_perception(p, options.labels, runtime, options.top_k), "evidence": p.evidence()}
+        record = classify_record(p.file, p, options.labels, runtime, options.top_k)
+        return {key: record[key] for key in ("label_set", "labels", "evidence")}
     if task == "read":
-        lines = p.ocr.lines if p.ocr is not None else []
-        return {"text": p.ocr.text if p.ocr is not None else "",
-                "lines": [{"text": line.text, "score": round(float(line.score), 4),
-                           "box": [[round(float(x), 1), round(float(y), 1)] for x, y in line.box]} for line in lines]}
+        from .tasks import read_record
+
+        return read_record(p.ocr)
     if task == "transcribe":
-        t = p.transcript
-        return {"text": t.text, "language": t.language,
-                "segments": [{"start": round(s.start, 2), "end": round(s.end, 2), "text": s.text} for s in t.segments],
-                "duration": round(float(t.duration), 2), "model": speech_model or options.speech_model(),
-                "task": "transcribe"}
+        from .tasks import transcript_record
+
+        return transcript_record(p.transcript, speech_model or options.speech_model())
     if vector is None:
         return {"dim": 0, "vector": None, "note": "nothing to embed (no speech, text or recognisable content found)"}
     return {"dim": int(vector.shape[0]), "vector": [round(float(v), 6) for v in vector]}
@@ -604,8 +390,8 @@ class ResultsFile:
             reader = csv.DictReader(io.StringIO(text))
             if reader.fieldnames is not None and list(reader.fieldnames) != self.columns:
                 raise FusionDeskError(
-                    f"{self.path} was written with other columns (other --tasks?); choose another --out file "
-                    "or start over with --no-resume")
+                    f"{self.path} was written with other columns (other --tasks, or an older FusionDesk); choose "
+                    "another --out file or start over with --no-resume")
             rows: Iterable[dict[str, Any]] = reader
         else:
             rows = (json.loads(line) for line in text.splitlines() if line.strip())
@@ -700,8 +486,7 @@ class BatchRun:
         # Everything that would fail on every file is refused here, once, before any row is written.
         self.head = self._load_head()
         self._check_scene_and_translation()
-        options = self.options.perception_options(self.head)
-        options.objects = options.objects or "detect" in self.tasks
+        options = self.options.perception_options(self.head, self.runtime)
         self.speech_model = options.speech_model
         self.columns = columns_for(self.tasks, head=self.head is not None)
         self.perceiver = Perceiver(self.runtime, options, decode_workers=self.options.workers)
@@ -835,20 +620,17 @@ class BatchRun:
         if not todo:
             return
         if "detect" in self.tasks and self.options.threshold is not None:
-            from .scene import folder_results
+            from .scene import detect, in_file_pixels
 
-            found = folder_results([d.payload for d, _ in todo], [d.entry.rel for d, _ in todo], ("detect",), None,
-                                   self.runtime, score_threshold=self.options.threshold)
-            for (d, _), result in zip(todo, found):
-                sx, sy = d.scale  # boxes from the decoded (maybe reduced) picture, in the file's pixels
-                for item in result["detect"]["objects"]:
-                    x1, y1, x2, y2 = item["box"]
-                    item["box"] = [round(x1 * sx, 1), round(y1 * sy, 1), round(x2 * sx, 1), round(y2 * sy, 1)]
-                self._image_results.setdefault(d.entry.rel, {})["detect"] = result["detect"]
+            found = detect([d.payload.image for d, _ in todo], score_threshold=self.options.threshold,
+                           runtime=self.runtime)
+            for (d, _), detections in zip(todo, found):  # boxes from the decoded (maybe reduced) picture
+                self._image_results.setdefault(d.entry.rel, {})["detect"] = {
+                    "objects": [item.to_json() for item in in_file_pixels(detections, d.payload.scale)]}
         if "segment" in self.tasks:
-            for d, _ in todo:
+            for d, p in todo:
                 self._image_results.setdefault(d.entry.rel, {})["segment"] = guard_file(
-                    d.entry.path, lambda d=d: self._segment(d))
+                    d.entry.path, lambda d=d, p=p: self._segment(d, p))
 
     def _head_results(self, batch, indices: list[int], extra: list[dict[str, Any]]) -> None:
         from .teach import classify_with_head
@@ -880,21 +662,22 @@ class BatchRun:
                     result["note"] = f"language not recognised; translated as {LANGUAGES[done[i].source]}"
             extra[i]["translate"] = result
 
-    def _segment(self, decoded: Decoded) -> dict[str, Any]:
+    def _segment(self, decoded: Decoded, perceived: Perception) -> dict[str, Any]:
         """The person mask of one photo, its picture written under --masks-dir.
 
         A photo decoded reduced is decoded again at full size, one at a time: the mask, cutout or blurred
-        picture a person gets back is the size of their photo, while the batches in flight hold reduced images."""
+        picture a person gets back is the size of their photo, while the batches in flight hold reduced images.
+        People are looked for inside the person boxes the perception already found (in the file's pixels)."""
         from .imaging import load_image
         from .scene import folder_results
 
-        entry = decoded.entry
-        image = decoded.payload if decoded.scale == (1.0, 1.0) else load_image(entry.path)
+        entry, picture = decoded.entry, decoded.payload
+        image = picture.image if picture.scale == (1.0, 1.0) else load_image(entry.path)
         rel = entry.rel
         if self._names["image"][(str(Path(rel).parent), Path(rel).stem)] > 1:
             rel += ".png"  # b.jpg and b.png side by side: b.jpg.mask.png and b.png.mask.png
         found = folder_results([image], [rel], ("segment",), self.options.masks_dir, self.runtime,
-                               self.options.segment_mode)
+                               self.options.segment_mode, detections=[perceived.objects or []])
         return found[0]["segment"]
 
     # -- transcripts ------------------------------------------------------------------------------------------

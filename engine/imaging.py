@@ -58,6 +58,15 @@ def load_image(path: Path | str, max_side: int | None = None, min_side: int | No
     return rgb
 
 
+def upright_size(path: Path | str) -> tuple[int, int]:
+    """(width, height) of an image file as a person sees it (EXIF turns applied), from its header only."""
+    with Image.open(path) as image:
+        width, height = image.size
+        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientations that turn the picture by 90°
+            width, height = height, width
+    return width, height
+
+
 def image_from_array(array: np.ndarray, name: str = "camera frame") -> Image.Image:
     """An RGB image from a frame: HxW (grey), HxWx3 (RGB) or HxWx4 (RGBA); uint8, or float in [0, 1]."""
     array = np.asarray(array)

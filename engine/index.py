@@ -28,8 +28,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .errors import FusionDeskError, InputFileError
-from .folder import FileEntry, Progress, Skipped, fused_vectors, perceive_stream, walk
+from .folder import Progress, Skipped, walk
 from .perceive import Perceiver, Perception, PerceptionOptions
+from .pipeline import FileEntry, fused_vectors, perceive_stream
 from .runtime import Runtime, get_runtime
 
 MODALITIES = ("image", "audio", "text")
@@ -193,8 +194,6 @@ class FolderIndex:
     def update(self, runtime: Runtime | None = None, workers: int = 4, batch_size: int = 16, language: str = "en",
                progress: Callable[[Progress], None] | None = None, stop: threading.Event | None = None) -> UpdateSummary:
         """Bring the index in line with the folder: encode new and changed files, move renamed ones, prune the rest."""
-        from .tasks import speech_model_for
-
         runtime = runtime or get_runtime()
         space = runtime.bundle.bundle_version
         start = time.monotonic()
@@ -206,8 +205,7 @@ class FolderIndex:
             else:
                 found.append(item)
         todo = self._reconcile(found, space, summary)
-        options = PerceptionOptions(ocr=True, speech_model=speech_model_for(language), language=language)
-        perceiver = Perceiver(runtime, options, decode_workers=workers)
+        perceiver = Perceiver(runtime, search_options(runtime, language), decode_workers=workers)
         state = Progress(total=len(todo), skipped=summary.skipped, resumed=summary.unchanged)
         hashes = dict(todo)
         for batch in perceive_stream([entry for entry, _ in todo], perceiver, workers, batch_size, stop=stop):
@@ -379,6 +377,15 @@ def known_indexes() -> list[Path]:
     return folders
 
 
+def search_options(runtime: Runtime, language: str = "en") -> PerceptionOptions:
+    """What an indexed file is perceived with (the perception plan for search), the same for a `--like` file."""
+    from .plan import options_for
+    from .tasks import speech_model_for
+
+    return options_for(search=True, runtime=runtime,
+                       base=PerceptionOptions(speech_model=speech_model_for(language), language=language))
+
+
 def query_vector(query: str, runtime: Runtime | None = None) -> np.ndarray:
     from .text import embed_texts
 
@@ -399,7 +406,7 @@ def file_vector(path: Path | str, indexes: list[FolderIndex], runtime: Runtime |
         if stored is not None:
             return stored[1], path.resolve()
     runtime = runtime or get_runtime()
-    (perceived,) = Perceiver(runtime).perceive_files([path])
+    (perceived,) = Perceiver(runtime, search_options(runtime)).perceive_files([path])
     if isinstance(perceived, InputFileError):
         raise perceived
     (vector,) = fused_vectors([perceived], runtime)

@@ -95,7 +95,7 @@ def test_describe_fuses_files_and_text_into_one_answer(files, photos):
     answer = json.loads(result.stdout)
     assert answer["modalities"] == ["audio", "image", "text"]
     assert {token["kind"] for token in answer["tokens"]} >= {"concepts", "transcript", "text"}
-    assert answer["labels"] and answer["answer"].startswith("Best match:")
+    assert answer["labels"] and answer["answer"].startswith("Most likely ")
     assert "cake" in answer["answer"].lower()
 
 

@@ -290,11 +290,14 @@ def test_detect_and_segment_rows_in_original_pixels_and_masks_mirrored(scene_fol
         reference = next(d for d in expected if d.label == label)
         assert _iou(best["box"], reference.box) >= 0.95 and abs(best["score"] - reference.score) < 0.03
         assert max(best["box"][2], best["box"][3]) > 0.6 * max(full.size)  # file pixels, not the decoded 512
-        # Segmentation pictures mirror the subfolders, at the photo's own size.
-        mask_rel = rows[rel]["segment"]["mask"]
-        assert mask_rel == f"trip/day1/{name}.mask.png"
-        assert Image.open(masks / mask_rel).size == full.size
+    # Segmentation pictures mirror the subfolders, at the photo's own size; a photo with nobody on it (the coffee
+    # cup) has no people and no picture.
+    mask_rel = rows["trip/day1/astronaut.jpg"]["segment"]["mask"]
+    assert mask_rel == "trip/day1/astronaut.mask.png"
+    assert Image.open(masks / mask_rel).size == load_image(scene_folder / "trip/day1/astronaut.jpg").size
     assert rows["trip/day1/astronaut.jpg"]["segment"]["person_fraction"] > 0.3
+    assert rows["trip/day1/coffee.jpg"]["segment"] == {"person_fraction": 0.0, "mask": None}
+    assert not (masks / "trip/day1/coffee.mask.png").exists()
     assert _tree_state(scene_folder) == before  # nothing written into the input folder
     columns = set(columns_for(("detect", "segment")))
     assert all(set(flatten(row)) <= columns for row in rows.values())

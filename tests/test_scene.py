@@ -156,11 +156,16 @@ def test_cli_detect_and_segment_with_bad_files(runtime, scene_photos, tmp_path, 
         assert drawn.size == (741, 500)
 
     out = tmp_path / "masks"
-    code = main(["segment", str(good), str(empty), "--out", str(out), "--mode", "cutout", "--json"])
+    person = tmp_path / "astronaut.jpg"
+    Image.fromarray(scene_photos["astronaut"]).save(person, quality=92)
+    code = main(["segment", str(person), str(empty), str(good), "--out", str(out), "--mode", "cutout", "--json"])
     records = json.loads(capsys.readouterr().out)
     assert code == 1 and "error" in records[1]
     with Image.open(records[0]["output"]) as picture:
         assert picture.mode == "RGBA"
+    # The motorcycle photo has nobody on it: no people claim and no picture written.
+    assert records[2]["person_fraction"] == 0.0 and records[2]["output"] is None
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut.cutout.png"]
 
 
 def test_load_errors_are_input_file_errors(tmp_path):
@@ -196,3 +201,21 @@ def test_zero_shot_labels_from_detected_objects_alone(runtime, scene_photos):
         assert [t.kind for t in perception.tokens] == ["objects"]
         result = fuse(perception.tokens, labels=labels, label_vectors=label_vectors, runtime=runtime)
         assert result.labels[0][0] == expected[name], (name, perception.tokens[0].text, result.labels)
+
+
+def test_one_object_gets_one_name(runtime, scene_photos):
+    """The cat photo: NanoDet puts "cat" and "dog" boxes around the same cat; only the more confident name stays,
+    while different things that overlap (a rider on a motorcycle, boxes that merely touch) keep theirs."""
+    (found,) = scene.detect([scene_photos["chelsea"]], runtime=runtime)
+    assert [d.label for d in found][:1] == ["cat"] and "dog" not in [d.label for d in found]
+    boxes = np.array([[0, 0, 100, 100], [2, 1, 101, 99], [50, 0, 150, 100]], np.float32)
+    assert scene.one_name_per_object(boxes, np.array([0.9, 0.8, 0.7], np.float32), [0, 1, 2]) == [0, 2]
+
+
+def test_people_mask_keeps_only_person_boxes():
+    mask = np.ones((100, 200), np.float32)
+    person = scene.Detection("person", 0.9, [100.0, 10.0, 150.0, 90.0])
+    kept = scene.people_mask(mask, [person])
+    assert kept[50, 125] == 1.0 and kept[50, 20] == 0.0  # inside the (grown) box / far outside it
+    assert kept[50, 96] == 1.0  # the box grows by 10% of its width for hair and hands the box cuts off
+    assert scene.people_mask(mask, []).max() == 0.0

@@ -93,7 +93,7 @@ def test_fake_camera_labels_update(page):
 
     page.get_by_label("Prompt (optional)").fill("a cup of coffee or a cat?")
     page.get_by_role("button", name="Fuse frame + words + prompt").click()
-    page.locator("#live-answer").get_by_text("Best match").wait_for()
+    page.locator("#live-answer").get_by_text("Most likely").wait_for()
 
 
 def test_fake_microphone_transcript_appears(page):

@@ -209,7 +209,7 @@ def test_files_tab_reads_text_and_labels_from_one_ocr_pass(runtime, tmp_path, mo
         return real_read_text(*args, **kwargs)
 
     monkeypatch.setattr(engine.ocr, "read_text", counting_read_text)
-    records, _ = analyse_paths([str(path)], ["an invoice or bill", "a love letter"], "en", read_text=True)
+    records, _, _ = analyse_paths([str(path)], ["an invoice or bill", "a love letter"], "en", read_text=True)
     record = records[0]
     assert record["labels"][0]["label"] == "an invoice or bill"
     assert any("Total due" in line["text"] for line in record["ocr_lines"])
