@@ -362,7 +362,7 @@ def analyse_paths(paths: list[str], labels: list[str], language: str, read_text:
     runtime = get_runtime()
     speech_model = speech_model_for(language)
     base = PerceptionOptions(top_k=max(5, top_k), speech_model=speech_model, language=language)
-    options = classify_options(labels, base, top_k, boxes=boxes, people=people, runtime=runtime)
+    options = classify_options(labels, base, top_k, read=read_text, boxes=boxes, people=people, runtime=runtime)
     records, transcripts, perceptions = [], {}, {}
     if progress is not None:
         progress(0.0, desc=f"{len(paths)} file(s)")

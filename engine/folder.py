@@ -246,6 +246,7 @@ class BatchOptions:
         # Segmentation looks for people inside the detector's person boxes (its pictures are made at full size
         # by the segment task itself); `embed` vectors are for search, which uses what is in a photo.
         options = options_for(self.labels if "classify" in tasks else (), base=base, runtime=runtime,
+                              read="read" in tasks or "translate" in tasks,
                               boxes="detect" in tasks or "segment" in tasks, search="embed" in tasks)
         if head is not None and "classify" in tasks:
             wants_text = options.ocr

@@ -225,6 +225,10 @@ def detect(bgr: np.ndarray, settings: dict[str, Any], runtime: Runtime) -> list[
 
 
 REGION_DETECT_MIN_SIDE = 128
+# ... and shrunk when its long side is over REGION_DETECT_MAX_SIDE: a region is mostly its text, large at reading
+# resolution. 60 photos with a sign (half of them small and faded), regions from photos read at long side 2000:
+# 117/128 sign lines read at every cap from no cap down to 320 px, 134 ms per photo without a cap, 99 at 640.
+REGION_DETECT_MAX_SIDE = 640
 
 
 def detect_in_regions(bgr: np.ndarray, regions: list[tuple[float, float, float, float]], settings: dict[str, Any],
@@ -239,7 +243,7 @@ def detect_in_regions(bgr: np.ndarray, regions: list[tuple[float, float, float, 
     # lines read at 439 ms per photo enlarged to 736 px, 117 at 131 ms at the region's own size, 117 at 139 ms
     # with small regions enlarged to 128 px (a guard for thumbnails, where a region may be a few dozen pixels).
     det = dict(settings["det"], limit_type="min", limit_side_len=REGION_DETECT_MIN_SIDE)
-    settings = dict(settings, det=det)
+    settings = dict(settings, det=det, max_side_len=REGION_DETECT_MAX_SIDE)
     found = []
     for left, top, right, bottom in regions:
         x0, x1 = max(0, int(math.floor(left * width))), min(width, int(math.ceil(right * width)))
@@ -817,8 +821,8 @@ def word_share(text: str, vocabulary: Vocabulary | None) -> float | None:
 # The gate runs the same detector once on the picture shrunk to long side GATE_SIDE. Cost per picture on
 # 2 cores (quiet machine, batch of one): 320 px ~20 ms, 384 ~25, 448 ~32-41, 512 ~55. Batching pictures was
 # slower per picture on CPU (448 px: 43 ms one at a time, 49 in fours, 74 in eights: ONNX Runtime allocates
-# each run's activations afresh, this model's memory arena being off), so pictures go one at a time on CPU
-# and in batches of one shape on a GPU.
+# each run's activations afresh, this model's memory arena being off); pictures one at a time, one per core at
+# once, on one thread each, are fastest (Runtime.run_each).
 # A text box is one of the detector's own boxes at least GATE_MIN_ASPECT times as long as high: the blobs it
 # boxes in photos (an eye, a button, a star) are near square (aspect 1.1-1.5), text lines are not (signs
 # 1.75 at the least, 5th percentile 3.6). Share of pictures with a text box, tuning sets, by size:
@@ -843,7 +847,11 @@ def word_share(text: str, vocabulary: Vocabulary | None) -> float | None:
 # -> 2 ms, photos with a sign 717 -> 124 ms (their regions detected at their own size).
 
 GATE_SIDE = 448  # the picture's long side for the gate's detector pass
-GATE_BATCH_GPU = 8  # pictures of one shape per detector run on a GPU; one at a time on CPU (see above)
+# The page check (`page_check`): whether a picture is a page of text (a document, a scan, a screenshot), at a
+# side small enough that only a page's many lines show. Measured on 30 held-out documents, 60 photo crops and
+# 40 photos with a pasted sign (pictures at long side 768): at 192 px 30/30 documents "page", no photo and no
+# sign "page"; at 160 px 29/30 documents; at 128 px 20/30. 4.4 ms a picture on 2 cores (448 px: 20 ms).
+PAGE_SIDE = 192
 GATE_MIN_ASPECT = 2.0  # a text box is at least twice as long as it is high
 PAGE_MIN_BOXES = 4  # "page": at least this many text boxes ...
 PAGE_MIN_SPAN = 0.25  # ... spread over at least this share of the picture (their bounding rectangle)
@@ -852,53 +860,51 @@ REGION_MIN_MARGIN = 0.03  # ... and at least this share of the picture's long si
 REGIONS_MAX_SHARE = 0.5  # regions covering more of the picture than this are read as a page
 
 
-def text_presence(images: list[Any], runtime: Runtime | None = None, side: int = GATE_SIDE) -> list[TextPresence]:
-    """For each picture, whether it has text and where: the OCR detector run once at a small size
-    (long side `side`), pictures of the same shape batched into one run on a GPU.
+def text_presence(images: list[Any], runtime: Runtime | None = None, side: int = GATE_SIDE,
+                  prepared: list[np.ndarray | None] | None = None) -> list[TextPresence]:
+    """For each picture, whether it has text and where: the OCR detector run once at a small size (long side
+    `side`), the pictures shared out over the cores (Runtime.run_each).
 
-    The pictures may be reduced copies (the gate needs only GATE_SIDE pixels); regions are relative
-    (0..1), so they apply to the full-resolution picture given to `read_text` afterwards.
+    The pictures may be reduced copies (the gate needs only `side` pixels); regions are relative (0..1), so
+    they apply to the full-resolution picture given to `read_text` afterwards. prepared: each picture's
+    gate_picture(image, side), when made ahead (engine.pipeline makes them on its decode threads).
 
-    Measured on held-out pictures at 448 px (bench/bench_ocr.py, 2 threads): (a) cost 38-41 ms per picture;
-    (b) documents judged "page": 50 of 50; (c) photos with a pasted sign judged "regions" or "page": 49 of 50
-    signs 20-50% of the width, 46 of 50 small faded ones, their lines read through the gate 202/213 against
-    213/213 without it; (d) plain photos: 5 of 205 judged "regions"/"page", none with text after the line
-    filter. A photo without text then costs the gate alone instead of ~0.6 s of reading.
+    Measured on held-out pictures at 448 px (bench/bench_ocr.py): (b) documents judged "page": 50 of 50;
+    (c) photos with a pasted sign judged "regions" or "page": 49 of 50 signs 20-50% of the width, 46 of 50 small
+    faded ones, their lines read through the gate 202/213 against 213/213 without it; (d) plain photos: 5 of 205
+    judged "regions"/"page", none with text after the line filter. A photo without text then costs the gate
+    (about 20 ms on 2 cores) instead of ~0.6 s of reading.
     """
     runtime = runtime or get_runtime()
     det = runtime.bundle.entry(MODEL_ID).preprocess["det"]
-    session = runtime.session(MODEL_ID, "det")
-    name = session.get_inputs()[0].name
+    name = runtime.session(MODEL_ID, "det").get_inputs()[0].name
     multiple = det["size_multiple"]
-    on_gpu = runtime.providers_for(MODEL_ID, "det")[0] != "CPUExecutionProvider"
-    batch_size = GATE_BATCH_GPU if on_gpu else 1
-
-    pictures = [_gate_picture(image, side) for image in images]
-    shapes: dict[tuple[int, int], list[int]] = {}
+    pictures = prepared if prepared is not None else [gate_picture(image, side) for image in images]
+    black = (0.0 - np.asarray(det["mean"], np.float32)) / np.asarray(det["std"], np.float32)
+    feeds, fed = [], []
     for index, picture in enumerate(pictures):
-        if picture is not None:
-            height, width = picture.shape[:2]
-            padded = (-(-height // multiple) * multiple, -(-width // multiple) * multiple)
-            shapes.setdefault(padded, []).append(index)
-
-    found = [TextPresence(kind="none") for _ in images]
-    for (padded_h, padded_w), indices in shapes.items():
-        for start in range(0, len(indices), batch_size):
-            batch = indices[start : start + batch_size]
-            tensor = np.zeros((len(batch), 3, padded_h, padded_w), np.float32)
-            black = (0.0 - np.asarray(det["mean"], np.float32)) / np.asarray(det["std"], np.float32)
-            tensor[:] = black[:, None, None]  # padding reads as black, as in the whole-picture pass
-            for row, index in enumerate(batch):
-                height, width = pictures[index].shape[:2]
-                tensor[row, :, :height, :width] = _normalise(pictures[index], det["mean"], det["std"])
-            probabilities = session.run(None, {name: tensor})[0][:, 0]
-            for row, index in enumerate(batch):
-                height, width = pictures[index].shape[:2]
-                found[index] = _presence(_gate_boxes(probabilities[row, :height, :width], det), height, width)
+        if picture is None:
+            continue
+        height, width = picture.shape[:2]
+        tensor = np.empty((1, 3, -(-height // multiple) * multiple, -(-width // multiple) * multiple), np.float32)
+        tensor[:] = black[:, None, None]  # padding reads as black, as in the whole-picture pass
+        tensor[0, :, :height, :width] = _normalise(picture, det["mean"], det["std"])
+        feeds.append({name: tensor})
+        fed.append(index)
+    found = [TextPresence(kind="none") for _ in pictures]
+    for index, (probability,) in zip(fed, runtime.run_each(MODEL_ID, "det", feeds)):
+        height, width = pictures[index].shape[:2]
+        found[index] = _presence(_gate_boxes(probability[0, 0, :height, :width], det), height, width)
     return found
 
 
-def _gate_picture(image: Any, side: int) -> np.ndarray | None:
+def page_check(images: list[Any], runtime: Runtime | None = None,
+               prepared: list[np.ndarray | None] | None = None) -> list[bool]:
+    """For each picture, whether it is a page of text (PAGE_SIDE): what makes a picture a document."""
+    return [found.kind == "page" for found in text_presence(images, runtime, PAGE_SIDE, prepared)]
+
+
+def gate_picture(image: Any, side: int) -> np.ndarray | None:
     """The picture as BGR with its long side `side` (None when empty). PIL images are shrunk by PIL first
     (fast, and it averages pixels, which keeps small text visible better than point sampling)."""
     from PIL import Image

@@ -29,13 +29,18 @@ MIN_CONCEPT_CONFIDENCE = 0.2  # an unsure classifier still says something useful
 # A picture is a *document* (labelled by its kind, described by its text) when the text check finds a page of text
 # and at least this many words on it pass the OCR's quality filter; a photo with a shop sign stays a photo.
 MIN_DOCUMENT_WORDS = 5
-OCR_MODES = ("auto", "always", "never")
+OCR_MODES = ("auto", "pages", "always", "never")
 
 
 @dataclass
 class PerceptionOptions:
-    # auto: look for text cheaply and read only where there is some; always: read every image in full (the `read`
-    # task, which a person asks for); never: no text (Live frames). True/False mean auto/never.
+    # What is read in pictures (engine.plan chooses):
+    #   auto: pages of text in full, and elsewhere only the regions where a cheap look finds text (a sign);
+    #   pages: only pages of text (documents), when the text of a photo would not be used (classify without labels);
+    #   always: every picture in full (the `read` command: a person asked for its text);
+    #   never: nothing (Live frames).
+    # Whatever the mode, a picture is a document only when the page check says it is a page (the same everywhere).
+    # True/False mean auto/never.
     ocr: str = "auto"
     objects: bool = False  # object detection (engine.plan turns it on where its answer is used)
     people: bool = False  # person masks, counted only inside the detector's person boxes
@@ -68,20 +73,61 @@ class ImageInput:
     name: str = "image"
     path: Path | None = None
     scale: tuple[float, float] = (1.0, 1.0)  # file pixels per pixel of `image`, per axis
-    prepared: dict[str, Any] = field(default_factory=dict)  # model inputs made ahead: see prepare_inputs
+    prepared: dict[str, Any] = field(default_factory=dict)  # model inputs made ahead: see prepare
+    text: "TextLook | None" = None  # the looks for text, when taken ahead: see prepare
 
-    def prepare_inputs(self, options: PerceptionOptions, runtime: Runtime) -> "ImageInput":
-        """Make the inputs of the models the plan will run on this picture (resize, crop, normalise) now: the
-        file pipeline calls this on its decode threads, so the numpy/Pillow work overlaps the model runs of the
-        batch before instead of waiting for them on one core."""
+    def prepare(self, options: PerceptionOptions, runtime: Runtime) -> "ImageInput":
+        """Do now what this picture alone needs before the batched models run: their inputs (resize, crop,
+        normalise), the looks for text (page check, text gate: small detector runs, one thread each) and, where text
+        was found in a reduced decode, the decode at reading resolution. The file pipeline calls this on its decode
+        threads, so all of it overlaps the batch before's model runs instead of queueing behind them on one core."""
         from .image import preprocess_image, settings
 
         self.prepared["classifier"] = preprocess_image(self.image, settings(runtime))
+        if options.ocr != "never":
+            self.text = look_for_text([self], options, runtime)[0]
         if options.objects:
             from .scene import DETECTOR_ID, detector_input, rgb_array
 
             self.prepared["detector"] = detector_input(rgb_array(self.image), runtime.bundle.entry(DETECTOR_ID).preprocess)
         return self
+
+
+@dataclass
+class TextLook:
+    """What the looks for text found in one picture, and the picture to read it from."""
+
+    page: bool  # the page check: a page of text (what makes a picture a document)
+    presence: Any  # engine.ocr.TextPresence: what to read (none / regions / page)
+    reading: Any = None  # the picture at reading resolution, when it differs from ImageInput.image
+    reading_scale: tuple[float, float] = (1.0, 1.0)  # file pixels per pixel of `reading`
+
+
+def look_for_text(items: list[ImageInput], options: PerceptionOptions, runtime: Runtime) -> list[TextLook]:
+    """The page check on every picture and (in "auto" mode, on those that are not pages) the text gate, each
+    picture's detector run on one core (Runtime.run_each); then, where there is something to read and the picture
+    is a reduced decode of a file, the file decoded again at reading resolution (only these files pay for it)."""
+    from .imaging import load_image
+    from .ocr import MODEL_ID, TextPresence, page_check, text_presence
+
+    pictures = [item.image for item in items]
+    pages = page_check(pictures, runtime)
+    presences = [TextPresence(kind="page" if page or options.ocr == "always" else "none") for page in pages]
+    if options.ocr == "auto":
+        others = [i for i, page in enumerate(pages) if not page]
+        for i, found in zip(others, text_presence([pictures[i] for i in others], runtime)):
+            presences[i] = found
+    max_side = int(runtime.bundle.entry(MODEL_ID).preprocess.get("max_side_len", 2000))
+    looks = []
+    for item, page, presence in zip(items, pages, presences):
+        look = TextLook(page, presence, item.image, item.scale)
+        file_side = max(item.image.size[0] * item.scale[0], item.image.size[1] * item.scale[1])
+        if presence.kind != "none" and item.path is not None and max(item.image.size) + 1 < min(max_side, file_side):
+            look.reading = load_image(item.path, max_side=max_side)
+            look.reading_scale = (item.image.size[0] * item.scale[0] / look.reading.size[0],
+                                  item.image.size[1] * item.scale[1] / look.reading.size[1])
+        looks.append(look)
+    return looks
 
 
 @dataclass
@@ -193,38 +239,31 @@ class Perceiver:
         return perceptions
 
     def _read_text(self, inputs: list[ImageInput], perceptions: list[Perception]) -> None:
-        """The cheap look for text on every picture; the full OCR only where it found some (or on every picture
-        when the plan says `always`). A picture with a page of real words is a document."""
-        from .ocr import TextPresence, text_presence
-
-        presences = text_presence([item.image for item in inputs], runtime=self.runtime)
-        for item, perception, presence in zip(inputs, perceptions, presences):
-            perception.text_presence = presence
-            reading = TextPresence(kind="page") if self.options.ocr == "always" else presence
-            if reading.kind == "none":
+        """Read what the looks for text found (engine.pipeline takes them on its decode threads; pictures given
+        directly get them here). Pages are read in full, other pictures only in the regions with text (or every
+        picture in full when the plan says `always`). A page of real words is a document."""
+        missing = [item for item in inputs if item.text is None]
+        for item, look in zip(missing, look_for_text(missing, self.options, self.runtime)):
+            item.text = look
+        for item, perception in zip(inputs, perceptions):
+            look = item.text
+            perception.text_presence = look.presence
+            if look.presence.kind == "none":
                 continue
-            perception.ocr = self._ocr(item, reading)
+            perception.ocr = self._ocr(look)
             words = sum(len(line.text.split()) for line in perception.ocr.lines)
-            if presence.kind == "page" and words >= MIN_DOCUMENT_WORDS:
+            if look.page and words >= MIN_DOCUMENT_WORDS:
                 perception.kind = "document"
 
-    def _ocr(self, item: ImageInput, presence):
-        """OCR at reading resolution: a reduced decode is decoded again (only these files pay for it); line boxes
-        come back in the file's pixels, as `fusiondesk read` gives them."""
-        from .imaging import load_image
-        from .ocr import MODEL_ID, read_text
+    def _ocr(self, look: TextLook):
+        """OCR at reading resolution; line boxes come back in the file's pixels, as `fusiondesk read` gives them."""
+        from .ocr import read_text
 
-        picture, scale = item.image, item.scale
-        max_side = int(self.runtime.bundle.entry(MODEL_ID).preprocess.get("max_side_len", 2000))
-        file_side = max(item.image.size[0] * scale[0], item.image.size[1] * scale[1])
-        if item.path is not None and max(item.image.size) + 1 < min(max_side, file_side):
-            picture = load_image(item.path, max_side=max_side)
-            scale = (item.image.size[0] * item.scale[0] / picture.size[0],
-                     item.image.size[1] * item.scale[1] / picture.size[1])
-        result = read_text(picture, runtime=self.runtime, presence=presence)
-        if scale != (1.0, 1.0):
+        result = read_text(look.reading, runtime=self.runtime, presence=look.presence)
+        sx, sy = look.reading_scale
+        if (sx, sy) != (1.0, 1.0):
             for line in result.lines + result.rejected:
-                line.box = [[x * scale[0], y * scale[1]] for x, y in line.box]
+                line.box = [[x * sx, y * sy] for x, y in line.box]
         return result
 
     def _detect(self, inputs: list[ImageInput], perceptions: list[Perception]) -> list[list]:

@@ -97,7 +97,7 @@ def image_sides(perceiver: Perceiver) -> tuple[int, int | None]:
 def decode(entry: FileEntry, sides: tuple[int | None, int | None] = (None, None),
            perceiver: Perceiver | None = None) -> Decoded:
     """Read one file into memory; never raises for the file's own faults. sides: (max_side, min_side).
-    perceiver: also make the inputs of the models its plan runs (ImageInput.prepare_inputs)."""
+    perceiver: also do what each picture alone needs before its plan's batched models run (ImageInput.prepare)."""
     if entry.problem:
         return Decoded(entry, error=InputFileError(entry.path, entry.problem))
     try:
@@ -107,7 +107,7 @@ def decode(entry: FileEntry, sides: tuple[int | None, int | None] = (None, None)
             image = load_image(entry.path, max_side=sides[0], min_side=sides[1])
             item = ImageInput(image, str(entry.path), entry.path, _reduction(entry.path, image.size))
             if perceiver is not None:
-                item.prepare_inputs(perceiver.options, perceiver.runtime)
+                item.prepare(perceiver.options, perceiver.runtime)
             return Decoded(entry, item)
         if entry.modality == "audio":
             from .audio import load_audio

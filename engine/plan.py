@@ -5,8 +5,10 @@ Every surface asks this module what to perceive and how to label it - `classify`
 meets it. engine.perceive carries the plan out; nothing else decides which model runs.
 
 What a surface *will use* decides what runs at all (`options_for`):
-- text in images: always looked for, cheaply (the OCR detector on a small picture, engine.ocr.text_presence); the
-  full OCR runs only on the pages and regions that have text. `read` asks for every image to be read in full.
+- text in images: every picture gets the page check (the OCR detector at 192 px, ~4 ms): a page of text is read
+  in full and makes the picture a document. Where the text of a photo can change what is shown (labels, text
+  shown or kept, search), the text gate (448 px, ~20 ms) finds the regions with text (a sign) and only those are
+  read, at full resolution. `read` reads every picture in full (a person asked for its text).
 - objects (the detector, ~40 ms a photo on 2 cores): only when its answer is used - labels that name things the
   detector knows (COCO: "a cup", "cat"), boxes drawn, the `detect` task, and search (the fused vector of an
   indexed photo includes what is in it).
@@ -56,6 +58,7 @@ COCO_SIMILARITY = 0.6
 def options_for(
     labels: Iterable[str] = (),
     *,
+    read: bool = False,
     read_all: bool = False,
     boxes: bool = False,
     people: bool = False,
@@ -63,17 +66,20 @@ def options_for(
     base: "PerceptionOptions | None" = None,
     runtime: Runtime | None = None,
 ) -> "PerceptionOptions":
-    """What to perceive for a surface that will use: `labels` (the person's), every image's text in full
-    (`read_all`, the `read` task), object boxes, people masks, or a vector for search.
+    """What to perceive for a surface that will use: `labels` (the person's), the text in pictures (`read`: shown,
+    translated, kept), every picture's text in full (`read_all`, the `read` command), object boxes, people masks,
+    or a vector for search.
 
     `base`: the caller's other settings (speech model, language, top_k, ...), copied, never changed."""
     from .perceive import PerceptionOptions
     from .runtime import get_runtime
 
     options = replace(base) if base is not None else PerceptionOptions()
-    if options.ocr != "never":
-        options.ocr = "always" if read_all else "auto"
     labels = [label for label in labels if label.strip()]
+    if options.ocr != "never":
+        # Text in a photo is looked for where it can change what is shown: labels it may decide, text shown or
+        # kept, search. Otherwise only pages are read: they make a picture a document, labelled by its kind.
+        options.ocr = "always" if read_all else "auto" if (labels or read or search) else "pages"
     runtime = runtime or get_runtime()
     has_detector = "object-detector" in runtime.bundle
     options.objects = has_detector and (boxes or search or people or names_detector_things(labels, runtime))

@@ -154,6 +154,51 @@ class Runtime:
                 self._sessions[key] = SplitBatchSession(session, self._batch_pool(), self.threads) if split else session
             return self._sessions[key]
 
+    def run_each(self, model_id: str, file_key: str, feeds: list[dict], output_names: list[str] | None = None
+                 ) -> list[list[np.ndarray]]:
+        """Run one model on several inputs of different shapes (pictures of any size), one input per core at a
+        time, each run on one thread. For a small model on small inputs this beats one run at a time with the
+        layers split across the cores: the OCR detector on 2 cores, a 448 x 320 picture 27 -> 20 ms, 192 x 128
+        10.5 -> 4.4 ms (and batching them would need one shape). Runs in order on a GPU."""
+        if not feeds:
+            return []
+        if self.threads < 2 or not self._runs_on_cpu():
+            session = self.session(model_id, file_key)
+            return [session.run(output_names, feed) for feed in feeds]
+        session = self._one_thread_session(model_id, file_key)
+        workers = min(self.threads, len(feeds))
+        shares = [list(range(start, len(feeds), workers)) for start in range(workers)]
+
+        def run_share(indices: list[int]) -> list[tuple[int, list[np.ndarray]]]:
+            return [(i, session.run(output_names, feeds[i])) for i in indices]
+
+        others = [self._batch_pool().submit(run_share, share) for share in shares[1:]]
+        try:
+            done = run_share(shares[0])
+        finally:
+            # Never return (or raise) while a share is still running on this session.
+            finished = [future.exception() or future.result() for future in others]
+        for result in finished:
+            if isinstance(result, BaseException):
+                raise result
+            done += result
+        return [outputs for _, outputs in sorted(done, key=lambda pair: pair[0])]
+
+    def _one_thread_session(self, model_id: str, file_key: str) -> ort.InferenceSession:
+        """A second session of the same file that runs on one thread (run_each runs several of its inputs at once)."""
+        key = (model_id, f"{file_key}#one-thread")
+        found = self._sessions.get(key)
+        if found is not None:
+            return found
+        with self._locks_guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._sessions:
+                wanted = self.bundle.entry(model_id).extra.get("session", {})
+                self._sessions[key] = self._open(self.bundle.path(model_id, file_key), key,
+                                                 memory_arena=bool(wanted.get("memory_arena", False)), threads=1)
+            return self._sessions[key]
+
     def _runs_on_cpu(self) -> bool:
         return choose_providers(self.device)[0] == "CPUExecutionProvider"
 

@@ -130,12 +130,13 @@ def classify_record(path: str, perceived: Perception, labels: list[str], runtime
     return record
 
 
-def classify_options(labels: list[str], options: PerceptionOptions | None = None, top_k: int = 5,
+def classify_options(labels: list[str], options: PerceptionOptions | None = None, top_k: int = 5, read: bool = False,
                      boxes: bool = False, people: bool = False, runtime: Runtime | None = None) -> PerceptionOptions:
-    """The perception plan for labelling files (engine.plan): classify, describe, the Files tab and the API."""
+    """The perception plan for labelling files (engine.plan): classify, describe, the Files tab and the API.
+    read: the text in pictures is shown or used (describe, the Files tab's "read text")."""
     from .plan import options_for
 
-    return options_for(labels, boxes=boxes, people=people, runtime=runtime,
+    return options_for(labels, read=read, boxes=boxes, people=people, runtime=runtime,
                        base=options or PerceptionOptions(top_k=max(top_k, 5)))
 
 
@@ -309,7 +310,7 @@ def describe_files(
     """One fused answer for several inputs together (a photo, a voice note and a caption are one item)."""
     runtime = runtime or get_runtime()
     paths = [str(p) for p in paths]
-    perceiver = Perceiver(runtime, classify_options(labels or [], options, top_k, runtime=runtime))
+    perceiver = Perceiver(runtime, classify_options(labels or [], options, top_k, read=True, runtime=runtime))
     perceived_all = perceiver.perceive_files(paths)
     if text and text.strip():
         perceived_all.append(perceiver.perceive_text(text, PROMPT_NAME))

@@ -151,7 +151,8 @@ def test_bad_files_raise_input_file_error_naming_the_file(name, photos, tmp_path
 
 def test_manifest_records_parity_and_decision(runtime):
     entry = runtime.bundle.entry(MODEL_ID)
-    assert entry.preprocess == {"resize": 256, "crop": 224, "mean": 0.498, "std": 0.502, "layout": "NCHW"}
+    assert entry.preprocess == {"resize": 256, "crop": 224, "mean": 0.498, "std": 0.502, "layout": "NCHW",
+                                "resample": "bicubic"}
     check = entry.verification["top1_agreement"]
     assert check["measured"] >= check["threshold"] >= 0.99
     assert entry.verification["validation_images"] >= 200
