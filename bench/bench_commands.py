@@ -19,8 +19,8 @@ What it measures, each command and each peer in its own process, so that its wal
    Seconds, peak MB, speed ratio (reference seconds / ours), top-1 agreement of our labels[0] with the
    reference's argmax class name (the bundle's ImageNet names), and every disagreement with the reference's
    top-2 probability gap (a small gap is a near-tie, a large one a real difference).
-2. `fusiondesk batch <folder> --out results.jsonl` (default tasks) and `fusiondesk index <folder>` on --folder
-   photos, each with its own empty FUSIONDESK_DATA_DIR / FUSIONDESK_CONFIG_DIR (a fresh index every time, no
+2. `fusiondesk batch <folder> --out results.jsonl` (default tasks; it also indexes the folder as it goes),
+   the same with --no-index (results only), and `fusiondesk index <folder>` on --folder photos, each with its own empty FUSIONDESK_DATA_DIR / FUSIONDESK_CONFIG_DIR (a fresh index every time, no
    user settings), against a NAIVE SEQUENTIAL LOOP in .venv over the first --naive of the same photos, one
    file at a time, no gating, public engine API only (the table prints the steps it runs):
      batch peer: engine.imaging.load_image(path) at full size -> engine.image.classify_images([img]) ->
@@ -29,7 +29,8 @@ What it measures, each command and each peer in its own process, so that its wal
      index peer: the same, plus the objects' names embedded, the ImageNet probabilities bridged into the text
                  space (engine.fusion.bridge_concepts) and the fusion head (engine.fusion.fuse) for the vector.
                  It stores nothing (no SQLite, no file hashes), which flatters it slightly.
-   files/s for each (ours: files / whole command; naive: files / its loop, interpreter start-up left out), the
+   Compared like for like: `batch --no-index` with the batch peer; `batch` (rows and index) and `index` with
+   the index peer. files/s for each (ours: files / whole command; naive: files / its loop, interpreter start-up left out), the
    ratio ours / naive, and peak MB.
 3. Truthfulness on the same photos, read tolerantly from the batch results, the index's stored OCR text and the
    classify JSON: the share of photos WITHOUT text (no sign, and a source photograph without lettering of its
@@ -576,6 +577,8 @@ def run_classify(args, pool: Path, entries: list[dict], logs: Path, report: dict
     ref_rows = read_json_out(str(ref_out)) or []
     ours_by_file = {r.get("file"): r for r in records if isinstance(r, dict)}
     compared, agree, errors, disagreements = 0, 0, 0, []
+    source_of = {str(pool / e["rel"]): e["source"] for e in entries}
+    by_source: dict[str, list[int]] = {}  # source photograph -> [agree, compared]
     for ref in ref_rows:
         mine = ours_by_file.get(ref["file"])
         if mine is None or mine.get("error") or not mine.get("labels"):
@@ -584,8 +587,11 @@ def run_classify(args, pool: Path, entries: list[dict], logs: Path, report: dict
         compared += 1
         our_label = mine["labels"][0].get("label")
         ref_label = names[ref["top1"]] if ref["top1"] < len(names) else f"class {ref['top1']}"
+        counts = by_source.setdefault(source_of.get(ref["file"], "?"), [0, 0])
+        counts[1] += 1
         if our_label == ref_label:
             agree += 1
+            counts[0] += 1
         else:
             disagreements.append({"file": os.path.relpath(ref["file"], pool), "ours": our_label,
                                   "ours_score": mine["labels"][0].get("score"), "reference": ref_label,
@@ -594,7 +600,7 @@ def run_classify(args, pool: Path, entries: list[dict], logs: Path, report: dict
                                   "reference_top2_gap": round(ref["gap"], 4)})
     disagreements.sort(key=lambda d: d["reference_top2_gap"])
     report["classify"] = {"photos": len(paths), "ours": ours, "reference": reference, "compared": compared,
-                          "agree": agree, "unusable": errors, "disagreements": disagreements,
+                          "agree": agree, "unusable": errors, "disagreements": disagreements, "by_source": by_source,
                           "ratio": reference["seconds"] / ours["seconds"] if ours["seconds"] else None}
     by_abs = {str(pool / e["rel"]): e for e in entries}
     rows = {os.path.relpath(f, pool): r for f, r in ours_by_file.items() if f in by_abs}
@@ -619,6 +625,16 @@ def run_folder(args, folder: Path, entries: list[dict], logs: Path, report: dict
     batch["failed_files"] = sum(1 for r in rows.values() if r.get("status", "ok") != "ok")
     report.setdefault("truth", {})["batch"] = truth_of_rows(rows, by_rel)
 
+    # `batch` also indexes the folder as it goes (a processed folder is searchable); --no-index writes results only.
+    plain_results = logs / "batch-no-index-results.jsonl"
+    plain_results.unlink(missing_ok=True)
+    plain = measure("batch-no-index", fusiondesk_argv(args) + ["batch", str(folder), "--out", str(plain_results),
+                                                              "--no-index"],
+                    logs, isolated_env(logs / "env-batch-no-index"), args.timeout)
+    plain["files_done"] = sum(1 for line in plain_results.read_text().splitlines() if line.strip()) \
+        if plain_results.is_file() else 0
+    plain["failed_files"] = 0 if plain["files_done"] else len(entries)
+
     index_env = isolated_env(logs / "env-index")
     index = measure("index", fusiondesk_argv(args) + ["index", str(folder), "--json"], logs, index_env, args.timeout)
     summary = read_json_out(index["stdout"]) or {}
@@ -626,7 +642,7 @@ def run_folder(args, folder: Path, entries: list[dict], logs: Path, report: dict
     index["files_done"] = summary.get("items", len(entries))
     index["failed_files"] = summary.get("failed", 0)
     report["truth"]["index"] = truth_of_rows(index_ocr_rows(Path(index_env["FUSIONDESK_DATA_DIR"])), by_rel)
-    report["folder"] = {"photos": len(entries), "batch": batch, "index": index, "naive": {}}
+    report["folder"] = {"photos": len(entries), "batch": batch, "batch_no_index": plain, "index": index, "naive": {}}
 
     if args.naive <= 0:
         return
@@ -685,6 +701,10 @@ def print_report(report: dict, args) -> None:
         print(f"\nSpeed ratio (reference seconds / ours): **{ratio}**. Top-1 agreement with the reference: "
               f"**{_pct(c['agree'], c['compared'])}**" + (f" ({c['unusable']} photos without a usable answer)"
                                                           if c["unusable"] else "") + ".")
+        # Where the two disagree matters: on a micrograph or a star field no ImageNet class is right, and the
+        # top classes are near-ties that any resampling difference flips.
+        print("\nAgreement by source photograph: " + ", ".join(
+            f"{name} {a}/{n}" for name, (a, n) in sorted(c.get("by_source", {}).items())) + ".")
         if c["disagreements"]:
             near = sum(d["reference_top2_gap"] < 0.1 for d in c["disagreements"])
             print(f"\n{len(c['disagreements'])} disagreements, {near} of them near-ties (reference top-2 probability "
@@ -701,8 +721,11 @@ def print_report(report: dict, args) -> None:
         print(f"\n### 2. Folder commands on {f['photos']} photos vs a naive sequential loop\n")
         print("| run | exit | files | seconds | CPU seconds | files/s | peak memory | note |")
         print("|---|---:|---:|---:|---:|---:|---:|---|")
-        for key, label in (("batch", "`fusiondesk batch <folder> --out results.jsonl`"),
+        for key, label in (("batch", "`fusiondesk batch <folder> --out results.jsonl` (results + index)"),
+                           ("batch_no_index", "`fusiondesk batch <folder> --out results.jsonl --no-index`"),
                            ("index", "`fusiondesk index <folder>` (fresh index)")):
+            if key not in f:
+                continue
             r = f[key]
             failed = f" (**{r['failed_files']} failed**)" if r.get("failed_files") else ""
             print(f"| {label} | {_rc(r)} | {r['files_done']}{failed} | {r['seconds']:.1f} | {r['cpu_s']:.1f} | "
@@ -718,13 +741,17 @@ def print_report(report: dict, args) -> None:
                   f"{r['files_per_s']:.2f} | {r['peak_mb']:.0f} MB | files/s over its loop ({loop:.1f} s; first "
                   f"file {d.get('first_file_s', float('nan')):.1f} s incl. model loading; start-up "
                   f"{d.get('import_s', float('nan')):.1f} s left out) |")
-        for peer in f["naive"]:
-            ours = f[peer]
+        # What does the same work: batch --no-index and the batch peer (rows); batch and index, the index peer.
+        for key, peer, name in (("batch_no_index", "batch", "batch --no-index"), ("batch", "index", "batch"),
+                                ("index", "index", "index")):
+            if key not in f or peer not in f["naive"]:
+                continue
+            ours = f[key]
             naive = f["naive"][peer]
             rate = ours["files_done"] / ours["seconds"]
             broken = ours.get("failed_files") or ours["rc"] != 0 or naive["rc"] != 0 \
                 or (naive.get("detail") or {}).get("failed")
-            print(f"\n`{peer}` / naive {peer} peer: **{rate / naive['files_per_s']:.2f}x** files/s"
+            print(f"\n`{name}` / naive {peer} peer: **{rate / naive['files_per_s']:.2f}x** files/s"
                   + (" (NOT COMPARABLE: a run failed or has error rows)" if broken else "") + ".", end="")
         if f["naive"]:
             print("\n\nWhat the naive peers run, per file, one file at a time:\n")

@@ -77,7 +77,8 @@ def run_pipeline(folder: str, tasks: str, workers: int) -> dict:
 
     out = Path(tempfile.mkdtemp()) / "results.jsonl"
     start = time.perf_counter()
-    summary = run_batch(folder, out, BatchOptions(tasks=tuple(tasks.split(",")), workers=workers, batch_size=16))
+    options = BatchOptions(tasks=tuple(tasks.split(",")), workers=workers, batch_size=16, index=False)
+    summary = run_batch(folder, out, options)
     return {"files": summary.ok + summary.failed, "failed": summary.failed, "seconds": time.perf_counter() - start}
 
 

@@ -50,6 +50,9 @@ def add_commands(command) -> None:
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="skip files already in RESULTS with the same size and mtime (default: yes); "
                         "--no-resume starts RESULTS over")
+    p.add_argument("--index", action=argparse.BooleanOptionalAction, default=True,
+                   help="also add each file to the folder's search index as it is processed, so that "
+                        "`fusiondesk search ... --dir IN_DIR` works at once (default: yes); --no-index: results only")
     p.add_argument("--watch", action="store_true", help="keep running and process new or changed files (Ctrl+C stops)")
     p.add_argument("--transcripts-dir", metavar="DIR", help="write a TXT and an SRT per recording here, mirroring subfolders")
     p.add_argument("--language", default="en", help="speech language: en (default) or a code such as de")
@@ -140,7 +143,7 @@ def cmd_batch(args) -> int:
         transcripts_dir=Path(args.transcripts_dir) if args.transcripts_dir else None,
         batch_size=max(1, args.batch_size), top_k=args.top, language=args.language, include_hidden=args.hidden,
         head=args.head, target=args.target, threshold=args.threshold, masks_dir=Path(args.masks_dir) if args.masks_dir else None,
-        segment_mode=args.segment_mode)
+        segment_mode=args.segment_mode, index=args.index)
     bar = ProgressBar()
     stop = threading.Event()
     run = BatchRun(args.in_dir, args.out, options, _runtime(args), progress=bar, stop=stop)

@@ -139,7 +139,8 @@ def run_folder(folder: str, out: str, tasks: list[str], labels: str, recursive: 
     reasons = ", ".join(f"{esc(r)}: {n}" for r, n in sorted(data["skip_reasons"].items()))
     status = (f"**Done** in {data['seconds']:.1f} s: {data['ok']} ok, {data['failed']} failed, {data['skipped']} "
               f"skipped{f' ({reasons})' if reasons else ''}, {data['resumed']} already done. "
-              f"Results: `{esc(results)}`" + (f"; pictures: `{esc(masks)}`" if masks is not None else ""))
+              f"Results: `{esc(results)}`" + (f"; pictures: `{esc(masks)}`" if masks is not None else "")
+              + ". The folder is searchable now: see the Search tab.")
     with lock:
         yield status, progress_html(latest["progress"], finished=True), list(rows), str(results)
 
@@ -201,11 +202,13 @@ def _indexes_for(folder: str) -> list:
     if folder and folder.strip():
         path = Path(folder).expanduser()
         if not index_path_for(path).is_file():
-            raise gr.Error(f"{path} is not indexed yet: press “Index this folder” first.", print_exception=False)
+            raise gr.Error(f"{path} is not indexed yet: process it in the Folder tab, or press “Index this folder”.",
+                           print_exception=False)
         return [_index_for(path)]
     folders = known_indexes()
     if not folders:
-        raise gr.Error("Nothing is indexed yet: type a folder and press “Index this folder”.", print_exception=False)
+        raise gr.Error("Nothing is indexed yet: process a folder in the Folder tab, or type one and press "
+                       "“Index this folder”.", print_exception=False)
     return [_index_for(f) for f in folders]
 
 

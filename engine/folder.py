@@ -21,6 +21,7 @@ Input files are only ever opened for reading. The index (engine.index) reuses `w
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -222,6 +223,7 @@ class BatchOptions:
     threshold: float | None = None  # detect's minimum score; None: the detector's own default
     masks_dir: Path | None = None  # segment's pictures, mirroring subfolders; None: rows only
     segment_mode: str = "mask"  # mask | cutout | blur
+    index: bool = True  # also add each file to the folder's search index as it is processed (engine.index)
 
     def task_list(self) -> tuple[str, ...]:
         tasks = tuple(self.tasks or DEFAULT_TASKS)
@@ -247,7 +249,7 @@ class BatchOptions:
         # by the segment task itself); `embed` vectors are for search, which uses what is in a photo.
         options = options_for(self.labels if "classify" in tasks else (), base=base, runtime=runtime,
                               read="read" in tasks or "translate" in tasks,
-                              boxes="detect" in tasks or "segment" in tasks, search="embed" in tasks)
+                              boxes="detect" in tasks or "segment" in tasks, search="embed" in tasks or self.index)
         if head is not None and "classify" in tasks:
             wants_text = options.ocr
             options = head.perception_options(options)
@@ -492,6 +494,11 @@ class BatchRun:
         self.columns = columns_for(self.tasks, head=self.head is not None)
         self.perceiver = Perceiver(self.runtime, options, decode_workers=self.options.workers)
         self.summary = BatchSummary(results=str(self.out))
+        if self.options.index:
+            from .index import FolderIndex
+
+            # Opened here so that a data folder that cannot be written is refused before any work.
+            FolderIndex(self.in_dir).close()
         self._names: dict[str, Counter] = {"audio": Counter(), "image": Counter()}  # (subfolder, stem) -> files
         self._image_results: dict[str, dict[str, Any]] = {}  # rel -> {task: result} from _with_images
 
@@ -546,6 +553,7 @@ class BatchRun:
         """The files still to do. `count`: add skips and resumed files to the summary (a watch rescan does not:
         it sees the same skipped files again)."""
         todo = []
+        self._resumed: list[FileEntry] = []
         self._names = {"audio": Counter(), "image": Counter()}
         for item in found:
             if isinstance(item, FileEntry) and item.modality in self._names:
@@ -560,17 +568,47 @@ class BatchRun:
                     self.summary.skip_reasons.append(item)
             elif results.is_done(item):
                 self.summary.resumed += count
+                self._resumed.append(item)
             else:
                 todo.append(item)
         return todo
 
     def _process(self, todo: list[FileEntry], results: ResultsFile, start: float) -> None:
+        with contextlib.ExitStack() as stack:
+            index = None
+            if self.options.index:
+                from .index import FolderIndex
+
+                index = stack.enter_context(FolderIndex(self.in_dir))
+                self._catch_up(index)
+            self._process_into(todo, results, start, index)
+
+    def _catch_up(self, index) -> None:
+        """Index the files an earlier run put in the results but not in the index (a run with --no-index, or
+        from before runs indexed as they went): a processed folder is a searchable one."""
+        from .index import search_options
+
+        space = self.runtime.bundle.bundle_version
+        behind = index.missing(self._resumed, space)
+        if not behind:
+            return
+        perceiver = Perceiver(self.runtime, search_options(self.runtime, self.options.language),
+                              decode_workers=self.options.workers)
+        for batch in perceive_stream(behind, perceiver, self.options.workers, self.options.batch_size, stop=self.stop):
+            index.store(batch, fused_vectors([p for _, p in batch], self.runtime), space)
+
+    def _process_into(self, todo: list[FileEntry], results: ResultsFile, start: float, index) -> None:
         progress = Progress(total=len(todo), skipped=self.summary.skipped, resumed=self.summary.resumed)
         self._report(progress, start)
+        space = self.runtime.bundle.bundle_version
         for batch in perceive_stream(todo, self.perceiver, self.options.workers, self.options.batch_size,
                                      stop=self.stop, with_images=self._with_images):
             perceptions = [p for _, p in batch]
-            vectors = fused_vectors(perceptions, self.runtime) if "embed" in self.tasks else [None] * len(batch)
+            wants_vectors = "embed" in self.tasks or index is not None
+            vectors = fused_vectors(perceptions, self.runtime) if wants_vectors else [None] * len(batch)
+            if index is not None:
+                # Before the rows: a row in the results means its file is searchable (a resumed run skips it).
+                index.store(batch, vectors, space)
             for (entry, perceived), vector, extra in zip(batch, vectors, self._batch_results(batch)):
                 row = build_row(entry, perceived, vector, self.tasks, self.options, self.runtime, extra,
                                 self.speech_model)

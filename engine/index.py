@@ -143,6 +143,7 @@ class FolderIndex:
         self._con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._lock = threading.RLock()
         self._matrix: tuple[np.ndarray, list[str], np.ndarray] | None = None
+        self._matrix_version: int | None = None  # PRAGMA data_version when the matrix was loaded
         with self._lock:
             self._con.execute("PRAGMA journal_mode=WAL")  # readers (search) do not wait for an update
             migrate(self._con)
@@ -153,7 +154,8 @@ class FolderIndex:
         """The index of a folder that has been indexed; a clear error if it has not."""
         path = index_path_for(folder)
         if not path.is_file():
-            raise FusionDeskError(f"{folder} has not been indexed yet: run `fusiondesk index {folder}` first")
+            raise FusionDeskError(f"{folder} has not been indexed yet: process it with `fusiondesk batch {folder} "
+                                  f"--out RESULTS.jsonl`, or run `fusiondesk index {folder}`")
         return FolderIndex(folder, path)
 
     def close(self) -> None:
@@ -209,22 +211,44 @@ class FolderIndex:
         state = Progress(total=len(todo), skipped=summary.skipped, resumed=summary.unchanged)
         hashes = dict(todo)
         for batch in perceive_stream([entry for entry, _ in todo], perceiver, workers, batch_size, stop=stop):
-            vectors = fused_vectors([p for _, p in batch], runtime)
-            with self._transaction() as con:
-                for (entry, perceived), vector in zip(batch, vectors):
-                    self._store(con, entry, hashes[entry], perceived, vector, space)
-                    failed = isinstance(perceived, InputFileError)
-                    summary.failed += failed
-                    state.failed += failed
-                    state.ok += not failed
-                    state.done += 1
-                    state.current = entry.rel
+            self.store(batch, fused_vectors([p for _, p in batch], runtime), space, hashes)
+            for entry, perceived in batch:
+                failed = isinstance(perceived, InputFileError)
+                summary.failed += failed
+                state.failed += failed
+                state.ok += not failed
+                state.done += 1
+                state.current = entry.rel
             state.elapsed = time.monotonic() - start
             if progress is not None:
                 progress(state)
-        self._matrix = None
         summary.seconds = time.monotonic() - start
         return summary
+
+    def store(self, batch: list[tuple[FileEntry, Perception | InputFileError]], vectors: list[np.ndarray | None],
+              space: str, hashes: dict[FileEntry, str] | None = None) -> None:
+        """Store perceived files and their fused vectors (engine.pipeline.fused_vectors), one transaction per
+        batch: `update` does, and a batch run does as it goes, so a processed folder is searchable at once.
+        hashes: the files' content hashes when already known (else they are computed here)."""
+        digests = []
+        for entry, perceived in batch:
+            digest = (hashes or {}).get(entry)
+            if digest is None:
+                try:
+                    digest = file_hash(entry.path) if not isinstance(perceived, InputFileError) else ""
+                except OSError:
+                    digest = ""  # unreadable now: stored without a hash, never taken for a renamed file
+            digests.append(digest)
+        with self._transaction() as con:
+            for (entry, perceived), vector, digest in zip(batch, vectors, digests):
+                self._store(con, entry, digest, perceived, vector, space)
+        self._matrix = None
+
+    def missing(self, entries: list[FileEntry], space: str) -> list[FileEntry]:
+        """The entries the index does not hold as they are now (absent, changed, or from another bundle)."""
+        with self._lock:
+            known = {row[0]: row[1:] for row in self._con.execute("SELECT path, size, mtime, space FROM items")}
+        return [entry for entry in entries if known.get(entry.rel) != (entry.size, entry.mtime, space)]
 
     def _reconcile(self, found: list[FileEntry], space: str, summary: UpdateSummary) -> list[tuple[FileEntry, str]]:
         """Apply renames, copies, touches and deletions at once; return the files that need encoding (+ hash)."""
@@ -303,8 +327,12 @@ class FolderIndex:
     # -- search -----------------------------------------------------------------------------------------------
 
     def matrix(self) -> tuple[np.ndarray, list[str], np.ndarray]:
-        """(vectors [N, D] float32, relative paths, modalities) of every item with a vector; loaded once."""
+        """(vectors [N, D] float32, relative paths, modalities) of every item with a vector; loaded once, and
+        again after another connection (a batch run indexing as it goes) has committed."""
         with self._lock:
+            version = self._con.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._matrix_version:
+                self._matrix, self._matrix_version = None, version
             if self._matrix is None:
                 rows = self._con.execute("SELECT path, modality, vector FROM items WHERE vector IS NOT NULL").fetchall()
                 if rows:
@@ -457,5 +485,5 @@ def open_indexes(folders: list[Path] | None = None) -> list[FolderIndex]:
         return [FolderIndex.existing(folder) for folder in folders]
     indexes = [FolderIndex(folder, index_path_for(folder)) for folder in known_indexes()]
     if not indexes:
-        raise FusionDeskError("nothing is indexed yet: run `fusiondesk index DIR` first")
+        raise FusionDeskError("nothing is indexed yet: process a folder with `fusiondesk batch DIR --out RESULTS.jsonl`, or run `fusiondesk index DIR`")
     return indexes

@@ -271,7 +271,11 @@ class Perceiver:
         in the pictures' own pixels (where the people masks are)."""
         from .scene import detect, in_file_pixels
 
+        from .scene import PERSON_CLAIM_SCORE, PERSON_LABEL
+
         found = detect([item.image for item in inputs], runtime=self.runtime, prepared=_all_prepared(inputs, "detector"))
+        found = [[d for d in detections if d.label != PERSON_LABEL or d.score >= PERSON_CLAIM_SCORE]
+                 for detections in found]
         for item, perception, detections in zip(inputs, perceptions, found):
             perception.objects = in_file_pixels(detections, item.scale)
         return found

@@ -189,3 +189,44 @@ def test_search_over_100k_items_is_fast(tmp_path):
     # for a busy 2-core CI machine. Later searches use the matrix already in memory.
     assert first < 3.0, f"first search (with the matrix load) took {first:.2f} s"
     assert again < 0.1, f"a search with the matrix loaded took {again:.3f} s"
+
+
+def test_a_processed_folder_is_searchable_with_the_vectors_index_stores(folder, indexed, runtime, tmp_path, capsys):
+    """`batch` indexes as it goes: `search --dir` works right after it, with the vectors `index` would store."""
+    from desktop.cli import main
+
+    work = tmp_path / "library"
+    shutil.copytree(folder, work)  # copy2: same sizes and mtimes
+    assert main(["batch", str(work), "--out", str(tmp_path / "results.jsonl")]) == 0
+    capsys.readouterr()
+    assert main(["search", "the invoice for the plumbing work", "--dir", str(work), "--top", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["path"] == str((work / "invoice_scan.png").resolve())
+    by_index, _ = indexed  # the same files, indexed by `index`
+    with FolderIndex.existing(work) as by_batch:
+        for rel in ("pictures/chelsea.jpg", "invoice_scan.png", "voice_memo.wav", "recipe.txt"):
+            stored = by_batch.stored_vector(work / rel)
+            assert stored is not None, rel
+            np.testing.assert_allclose(stored[1], by_index.stored_vector(folder / rel)[1], atol=1e-5, err_msg=rel)
+        summary = by_batch.update(runtime, workers=2)  # nothing left for `index` to do
+        assert (summary.added, summary.changed, summary.unchanged) == (0, 0, 4)
+
+
+def test_no_index_then_a_rerun_catches_the_index_up(folder, runtime, tmp_path, capsys):
+    from desktop.cli import main
+
+    work = tmp_path / "library"
+    shutil.copytree(folder, work)
+    results = tmp_path / "results.jsonl"
+    assert main(["batch", str(work), "--out", str(results), "--no-index"]) == 0
+    assert not index_path_for(work).exists()
+    capsys.readouterr()
+    assert main(["search", "cat", "--dir", str(work)]) == 3
+    assert "has not been indexed yet" in capsys.readouterr().err
+    # The same run again: every file is already in the results, and the index is caught up with them.
+    assert main(["batch", str(work), "--out", str(results)]) == 0
+    captured = capsys.readouterr()
+    assert "4 already done" in captured.err + captured.out
+    with FolderIndex.existing(work) as index:
+        assert len(index) == 4
+    assert main(["search", "a photo of a cat", "--dir", str(work), "--top", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["path"] == str((work / "pictures" / "chelsea.jpg").resolve())
