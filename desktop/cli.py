@@ -358,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     from engine.errors import FusionDeskError
 
     warnings.simplefilter("default")
+    # Third-party noise, not ours to fix, repeated on every table the UI draws: gradio 6 sets a pandas option that
+    # pandas 3 deprecates, and copies frames with the copy= keyword.
+    for noise in (r"'future\.no_silent_downcasting' is deprecated", r"The copy keyword is deprecated"):
+        warnings.filterwarnings("ignore", message=noise)
     warnings.formatwarning = lambda message, category, *rest: f"fusiondesk: warning: {message}\n"
     try:
         return args.handler(args)

@@ -800,7 +800,15 @@ def settings_summary() -> str:
     runtime = get_runtime()
     import onnxruntime as ort
 
-    return (f"Running on **{runtime.device}** with **{runtime.threads}** threads per model · "
+    from engine.runtime import GPU_PROVIDERS
+
+    # Say what is really used: "gpu" on an onnxruntime without a GPU provider runs on the CPU.
+    gpu = next((p for p in GPU_PROVIDERS if p in ort.get_available_providers()), None)
+    where = f"GPU ({gpu.replace('ExecutionProvider', '')})" if gpu and runtime.device != "cpu" else "CPU"
+    warning = ("⚠ **You chose gpu, but this ONNX Runtime has no GPU provider: everything runs on the CPU.** "
+               if runtime.device == "gpu" and gpu is None else "")
+    return (f"{warning}Running on **{where}** (device setting: {runtime.device}) with **{runtime.threads}** threads "
+            f"per model · "
             f"ONNX Runtime {ort.__version__} providers available: {', '.join(ort.get_available_providers())} · "
             f"bundle {runtime.bundle.root} (version {runtime.bundle.bundle_version})")
 

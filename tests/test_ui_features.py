@@ -215,3 +215,21 @@ def test_files_tab_reads_text_and_labels_from_one_ocr_pass(runtime, tmp_path, mo
     assert any("Total due" in line["text"] for line in record["ocr_lines"])
     assert "INVOICE" in record["ocr_text"]
     assert len(passes) == 1
+
+
+def test_a_gpu_choice_that_cannot_be_honoured_says_so(runtime):
+    """'gpu' on an onnxruntime without a GPU provider (this machine, CI) runs on the CPU, and the settings say it."""
+    import onnxruntime as ort
+
+    from desktop.ui import settings_summary
+    from engine.runtime import GPU_PROVIDERS, Runtime, set_runtime
+
+    if any(p in ort.get_available_providers() for p in GPU_PROVIDERS):
+        pytest.skip("this onnxruntime has a GPU provider")
+    assert "Running on **CPU**" in settings_summary() and "no GPU provider" not in settings_summary()
+    set_runtime(Runtime(runtime.bundle, device="gpu"))
+    try:
+        shown = settings_summary()
+    finally:
+        set_runtime(runtime)
+    assert "no GPU provider: everything runs on the CPU" in shown and "Running on **CPU**" in shown
