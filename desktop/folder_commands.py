@@ -71,6 +71,9 @@ def add_commands(command) -> None:
     p.add_argument("--top", type=int, default=10, help="how many results (default 10)")
     p.add_argument("--modality", choices=["image", "audio", "text"], help="only this kind of file")
     p.add_argument("--like", metavar="FILE", help="find files similar to this one instead of a text query")
+    p.add_argument("--good-only", action="store_true",
+                   help="only good matches for a text query (score >= 0.25 and within 0.1 of the best); "
+                        "none: says so")
     p.add_argument("--json", action="store_true", help='print {"query", "results": [{"path", "score", "modality"}]}')
 
 
@@ -209,6 +212,14 @@ def cmd_search(args) -> int:
         return EXIT_USAGE
     hits = search(query=args.query, like=args.like, folders=[Path(d) for d in args.dir or []] or None,
                   top=max(1, args.top), modality=args.modality, runtime=_runtime(args))
+    if args.good_only and args.query is not None:
+        from engine.index import good_matches
+
+        closest = hits[0] if hits else None
+        hits = good_matches(hits)
+        if not hits and closest is not None and not args.json:
+            print(f"no good match (the closest: {closest.path}, {closest.score:.3f})")
+            return EXIT_OK
     if args.json:
         answer = {"query": args.query} | ({"like": args.like} if args.like else {})
         json.dump(answer | {"results": [hit.to_dict() for hit in hits]}, sys.stdout, indent=2, ensure_ascii=False)

@@ -6,6 +6,8 @@ the page only starts the work on a thread and shows how it goes.
 
 from __future__ import annotations
 
+import json
+
 import hashlib
 import threading
 import time
@@ -153,7 +155,7 @@ def folder_tab() -> None:
     gr.Markdown("Process every photo, scan, recording and note of a folder. Results are written as each file "
                 "finishes, so a stopped run continues where it left off. Your files are only read, never changed.")
     with gr.Row():
-        folder = gr.Textbox(label="Folder", placeholder="/home/me/Archive", scale=3)
+        folder = gr.Textbox(label="Folder", placeholder="/home/me/Archive", scale=3, elem_id="folder-dir")
         out = gr.Textbox(label="Results file (.jsonl or .csv; empty: FusionDesk's own data folder)", scale=2)
     with gr.Row():
         tasks = gr.CheckboxGroup(list(TASKS), value=list(DEFAULT_TASKS), label="Tasks (each where it fits the file)")
@@ -169,9 +171,9 @@ def folder_tab() -> None:
         include = gr.Textbox(label="Only files matching (globs, space-separated)", placeholder="*.jpg *.wav")
         exclude = gr.Textbox(label="Leave out (globs)", placeholder="drafts/* *.tmp")
     with gr.Row():
-        run_button = gr.Button("Run", variant="primary")
+        run_button = gr.Button("Run", variant="primary", elem_id="folder-run")
         stop_button = gr.Button("Stop")
-    status = gr.Markdown()
+    status = gr.Markdown(elem_id="folder-status")
     progress = gr.HTML()
     table = gr.Dataframe(headers=TABLE_HEADERS, value=[], interactive=False, wrap=True, label="Newest results first")
     download = gr.File(label="Results file", interactive=False)
@@ -212,6 +214,17 @@ def _indexes_for(folder: str) -> list:
     return [_index_for(f) for f in folders]
 
 
+def indexed_folders() -> list[str]:
+    """The folders that have a search index (processed in the Folder tab or indexed), for the Search tab to offer."""
+    from engine.index import known_indexes
+
+    return [str(folder) for folder in known_indexes()]
+
+
+def refresh_folders(current: str | None):
+    return gr.Dropdown(choices=indexed_folders(), value=current or None)
+
+
 def index_folder(folder: str) -> Iterator[str]:
     """Generator for the Index button: the index is updated on a thread, progress shown as it goes."""
     if not folder or not Path(folder).expanduser().is_dir():
@@ -245,18 +258,39 @@ def index_folder(folder: str) -> Iterator[str]:
            f"renamed, {s.copied} copies, {s.deleted} removed, {s.unchanged} unchanged, {s.failed} failed.")
 
 
+SEARCH_BY_WORDS = "what I type"
+SEARCH_BY_FILE = "files like the one below"
+
+
 @readable_errors
-def search_folder(query: str, folder: str, modality: str, top: float, like: str | None):
-    """-> (gallery of (thumbnail, caption) for image hits, HTML list of every hit with its snippet)."""
-    from engine.index import search
+def search_folder(query: str, folder: str, modality: str, top: float, like: str | None,
+                  search_by: str = SEARCH_BY_WORDS, good_only: bool = True):
+    """-> (gallery of (thumbnail, caption) for image hits, HTML list of every hit with its snippet).
+
+    search_by says which of the two inputs is meant (a file left attached never hijacks a typed query);
+    good_only: a typed query shows its good matches only (engine.index.good_matches), or says there is none."""
+    from engine.index import good_matches, search
 
     query = (query or "").strip()
-    if not query and not like:
-        raise gr.Error("Type what you are looking for, or give a file to find similar ones.", print_exception=False)
-    hits = search(query=None if like else query, like=like or None, top=int(top),
+    by_file = search_by == SEARCH_BY_FILE
+    if by_file and not like:
+        raise gr.Error("Add a file to find files like it, or choose to search by what you type.", print_exception=False)
+    if not by_file and not query:
+        raise gr.Error("Type what you are looking for (or choose to find files like one you add).",
+                       print_exception=False)
+    hits = search(query=None if by_file else query, like=like if by_file else None, top=int(top),
                   modality=None if modality == "all" else modality, indexes=_indexes_for(folder))
-    return [(thumb, f"{h.score:.2f} · {Path(h.path).name}") for h in hits if h.modality == "image"
-            for thumb in [_thumbnail(h.path)] if thumb is not None], hits_html(hits)
+    note = ""
+    if good_only and not by_file:
+        good = good_matches(hits)
+        if not good and hits:
+            note = (f'<p class="fd-muted">No good match for “{esc(query)}”. The closest was '
+                    f"{esc(Path(hits[0].path).name)} ({hits[0].score:.2f}); untick “good matches only” to see "
+                    "everything ranked.</p>")
+        hits = good
+    pictures = [(thumb, f"{h.score:.2f} · {Path(h.path).name}") for h in hits if h.modality == "image"
+                for thumb in [_thumbnail(h.path)] if thumb is not None]
+    return pictures, note or hits_html(hits)
 
 
 def _thumbnail(path: str):
@@ -288,18 +322,28 @@ def search_tab() -> None:
                 "in them and recordings by what is said. Indexing reads each file once; later only new or "
                 "changed files are read again.")
     with gr.Row():
-        folder = gr.Textbox(label="Folder (empty: search every indexed folder)", placeholder="/home/me/Archive", scale=3)
+        folder = gr.Dropdown(label="Folder (empty: search every indexed folder; or type another to index it)",
+                             choices=indexed_folders(), value=None, allow_custom_value=True, scale=3)
         index_button = gr.Button("Index this folder", scale=1)
     index_status = gr.HTML()
+    search_by = gr.Radio([SEARCH_BY_WORDS, SEARCH_BY_FILE], value=SEARCH_BY_WORDS, label="Search by",
+                         elem_id="search-by")
     with gr.Row():
         query = gr.Textbox(label="Search", placeholder="receipt from the hardware store", scale=3)
         modality = gr.Radio(["all", "image", "audio", "text"], value="all", label="Kind", scale=2)
         top = gr.Slider(1, 50, value=12, step=1, label="Results", scale=1)
-    like = gr.File(label="…or find files like this one", type="filepath")
-    search_button = gr.Button("Search", variant="primary")
+        good_only = gr.Checkbox(value=True, label="Good matches only", scale=1)
+    like = gr.File(label="…or find files like this one", type="filepath", elem_id="search-like")
+    search_button = gr.Button("Search", variant="primary", elem_id="search-button")
     gallery = gr.Gallery(label="Pictures", columns=4, height="auto")
-    results = gr.HTML()
-    index_button.click(index_folder, folder, index_status)
-    inputs = [query, folder, modality, top, like]
+    results = gr.HTML(elem_id="search-results")
+    index_button.click(index_folder, folder, index_status).then(refresh_folders, folder, folder)
+    # Whatever the person touched last says what a search is by; the radio shows it and can be changed. Set in
+    # the page itself (no round trip), so a Search pressed right after typing searches what was typed.
+    query.change(None, None, search_by, js=f"() => {json.dumps(SEARCH_BY_WORDS)}", queue=False)
+    like.upload(None, None, search_by, js=f"() => {json.dumps(SEARCH_BY_FILE)}", queue=False)
+    like.clear(None, None, search_by, js=f"() => {json.dumps(SEARCH_BY_WORDS)}", queue=False)
+    inputs = [query, folder, modality, top, like, search_by, good_only]
     search_button.click(search_folder, inputs, [gallery, results])
     query.submit(search_folder, inputs, [gallery, results])
+    folder.focus(refresh_folders, folder, folder)  # folders processed in the Folder tab since the page opened

@@ -230,3 +230,15 @@ def test_no_index_then_a_rerun_catches_the_index_up(folder, runtime, tmp_path, c
         assert len(index) == 4
     assert main(["search", "a photo of a cat", "--dir", str(work), "--top", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["results"][0]["path"] == str((work / "pictures" / "chelsea.jpg").resolve())
+
+
+def test_good_only_keeps_the_good_matches_and_says_when_there_is_none(folder, indexed, in_index_home, capsys):
+    from desktop.cli import main
+
+    assert main(["search", "a photo of a cat", "--dir", str(folder), "--good-only", "--json"]) == 0
+    paths = [r["path"] for r in json.loads(capsys.readouterr().out)["results"]]
+    assert paths == [str((folder / "pictures" / "chelsea.jpg").resolve())]
+    assert main(["search", "a quantum physics lecture", "--dir", str(folder), "--good-only"]) == 0
+    assert capsys.readouterr().out.startswith("no good match (the closest: ")
+    assert main(["search", "a quantum physics lecture", "--dir", str(folder), "--top", "4"]) == 0
+    assert capsys.readouterr().out.count("\n") >= 4  # without the filter: every file, ranked

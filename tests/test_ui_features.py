@@ -233,3 +233,39 @@ def test_a_gpu_choice_that_cannot_be_honoured_says_so(runtime):
     finally:
         set_runtime(runtime)
     assert "no GPU provider: everything runs on the CPU" in shown and "Running on **CPU**" in shown
+
+
+def test_a_processed_folder_is_searchable_and_a_typed_query_is_what_is_searched(page, media, tmp_path):
+    """Folder tab -> Search tab with no index step; a file left attached does not hijack a typed query; a query
+    with nothing like it in the folder says so instead of listing every file."""
+    from docs import INVOICE, render
+
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    Image.fromarray(media["chelsea"]).save(folder / "cat.jpg", quality=90)
+    Image.open(media["motorcycle"]).save(folder / "motorcycle.jpg", quality=90)
+    render(INVOICE, seed=5).image.save(folder / "invoice_scan.png")
+    page.get_by_role("tab", name="Folder").click()
+    page.get_by_label("Folder", exact=True).fill(str(folder))
+    page.locator("#folder-run").click()
+    page.locator("#folder-status").get_by_text("searchable now").wait_for(timeout=180_000)
+
+    page.get_by_role("tab", name="Search").click()
+    page.locator("#search-like input[type=file]").set_input_files(str(folder / "cat.jpg"))
+    page.locator("#search-by").get_by_label("files like the one below").wait_for()
+    expect_checked = page.locator("#search-by").get_by_label("files like the one below")
+    deadline = time.monotonic() + 20
+    while not expect_checked.is_checked() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert expect_checked.is_checked()  # attaching a file means "like this file"...
+    page.get_by_label("Search", exact=True).fill("the invoice")  # ...until the person types (or pastes) a query
+    page.locator("#search-button").click()
+    results = page.locator("#search-results")
+    results.get_by_text("invoice_scan.png").first.wait_for()
+    shown = results.inner_text()
+    assert shown.lstrip().startswith("1. invoice_scan.png"), shown
+    assert "cat.jpg" not in shown and "motorcycle.jpg" not in shown  # good matches only
+
+    page.get_by_label("Search", exact=True).fill("a quantum physics lecture")
+    page.locator("#search-button").click()
+    results.get_by_text("No good match").wait_for()
