@@ -659,7 +659,11 @@ def heard_markdown(state: dict) -> str:
         lines.append(f"*{preview} …*")
     if problem:
         lines.append(f"Error: {problem}")
-    return "\n\n".join(lines) or "*(listening: speak, and each phrase appears when you pause)*"
+    if lines:
+        return "\n\n".join(lines)
+    if state.get("listener") is not None:
+        return "*(listening: speak, and each phrase appears when you pause)*"
+    return "*(microphone off: start it in the microphone box to hear what is said)*"
 
 
 def phrase_translations(state: dict, texts: list[str]) -> list[str | None]:
@@ -786,6 +790,8 @@ def models_table() -> list[list[Any]]:
     runtime = get_runtime()
     rows = []
     for entry in runtime.bundle.models.values():
+        if entry.task == "selftest-samples":
+            continue  # the self-test's inputs, not a model
         loaded = [info for info in runtime.loaded() if info.model_id == entry.id]
         if loaded:
             provider = ", ".join(p.replace("ExecutionProvider", "") for p in loaded[0].providers)
@@ -940,8 +946,7 @@ def _models_tab(app: gr.Blocks) -> None:
     from engine.settings import load_settings
 
     settings = load_settings()
-    gr.Markdown(offline_status())
-    summary = gr.Markdown()
+    summary = gr.Markdown()  # the offline status is the app's own banner, above every tab
     table = gr.Dataframe(headers=["model", "task", "modality", "size", "precision", "provider", "license"],
                          interactive=False, label="Models in the bundle", elem_id="models-table")
     licenses = gr.Markdown(elem_id="models-licenses")

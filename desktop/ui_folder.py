@@ -42,6 +42,21 @@ def default_masks_dir(results: Path) -> Path:
     return results.with_name(results.stem + ".masks")
 
 
+def earlier_rows(results: Path) -> list[list[str]]:
+    """The table rows of an earlier run's results (newest first), so that a rerun shows what is already done
+    beside what it adds. Only FusionDesk's own JSONL results are read back; anything unreadable shows nothing."""
+    from engine.folder import read_results
+
+    if results.suffix.lower() != ".jsonl" or not results.is_file():
+        return []
+    try:
+        found = read_results(results)[-TABLE_ROWS:]
+    except (OSError, ValueError):
+        return []
+    return [[row.get("file", ""), row.get("modality") or "", row.get("status", ""), row_summary(row)]
+            for row in reversed(found) if isinstance(row, dict)]
+
+
 def row_summary(row: dict[str, Any]) -> str:
     """One cell saying what was found: the top label, the text read or heard, objects, people, the translation,
     or the error."""
@@ -100,7 +115,7 @@ def run_folder(folder: str, out: str, tasks: list[str], labels: str, recursive: 
                            include=include.split() if include else [], exclude=exclude.split() if exclude else [],
                            target=target or "en", masks_dir=masks, segment_mode=segment_mode or "mask")
     latest: dict[str, Any] = {"progress": Progress()}
-    rows: deque[list[str]] = deque(maxlen=TABLE_ROWS)
+    rows: deque[list[str]] = deque(earlier_rows(results) if resume else (), maxlen=TABLE_ROWS)
     lock = threading.Lock()
 
     def on_progress(progress) -> None:
@@ -162,9 +177,14 @@ def folder_tab() -> None:
         labels = gr.Textbox(label="Your labels for classify (optional)", placeholder="invoice, receipt, letter, photo")
     with gr.Row():
         target = gr.Radio([(name, code) for code, name in LANGUAGES.items()], value="en",
-                          label="translate: into (the text read, heard or written)")
+                          label="translate: into (the text read, heard or written)",
+                          visible="translate" in DEFAULT_TASKS, elem_id="folder-target")
         segment_mode = gr.Radio(list(SEGMENT_MODES), value="mask",
-                                label="segment: picture per photo (written beside the results file, in <name>.masks)")
+                                label="segment: picture per photo (written beside the results file, in <name>.masks)",
+                                visible="segment" in DEFAULT_TASKS, elem_id="folder-segment-mode")
+    # A task's options only while the task is chosen.
+    tasks.change(lambda chosen: (gr.update(visible="translate" in chosen), gr.update(visible="segment" in chosen)),
+                 tasks, [target, segment_mode], queue=False)
     with gr.Row():
         recursive = gr.Checkbox(value=True, label="Include subfolders")
         resume = gr.Checkbox(value=True, label="Skip files already in the results file")

@@ -244,6 +244,21 @@ def test_folder_tab_runs_the_same_engine(runtime, tmp_path):
     assert results == str(tmp_path / "ui.csv") and len(read_results(results)) == 2
 
 
+def test_folder_tab_rerun_shows_the_earlier_results_with_the_new(runtime, tmp_path):
+    from desktop.ui_folder import run_folder
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "cake.txt").write_text(NOTE, encoding="utf-8")
+    out = str(tmp_path / "ui.jsonl")
+    list(run_folder(str(folder), out, ["classify"], "cooking, sailing", True, True, "", ""))
+    (folder / "boat.txt").write_text("We sailed the boat across the bay in a strong wind.", encoding="utf-8")
+    status, _, table, _ = list(run_folder(str(folder), out, ["classify"], "cooking, sailing", True, True, "", ""))[-1]
+    assert "1 ok" in status and "1 already done" in status
+    assert [row[0] for row in table] == ["boat.txt", "cake.txt"]  # the new first, the earlier still shown
+    assert table[0][3].startswith("sailing") and table[1][3].startswith("cooking")
+
+
 # -- detect, segment, translate and trained heads in folder mode ---------------------------------------------------
 
 PORTUGUESE_NOTE = "O gato está dormindo no sofá. Nosso voo para Lisboa atrasou duas horas."

@@ -246,6 +246,12 @@ def test_a_processed_folder_is_searchable_and_a_typed_query_is_what_is_searched(
     Image.open(media["motorcycle"]).save(folder / "motorcycle.jpg", quality=90)
     render(INVOICE, seed=5).image.save(folder / "invoice_scan.png")
     page.get_by_role("tab", name="Folder").click()
+    translate = page.get_by_label("translate", exact=True)
+    assert not page.locator("#folder-target").is_visible()  # a task's options only while it is chosen
+    translate.check()
+    page.locator("#folder-target").wait_for(state="visible")
+    translate.uncheck()
+    page.locator("#folder-target").wait_for(state="hidden")
     page.get_by_label("Folder", exact=True).fill(str(folder))
     page.locator("#folder-run").click()
     page.locator("#folder-status").get_by_text("searchable now").wait_for(timeout=180_000)
