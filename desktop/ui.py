@@ -225,6 +225,8 @@ def record_html(record: dict) -> str:
         excerpt = f"<td class='fd-muted'>{esc(record['text_excerpt'])}</td>"
         translated = translation_cell({"translation": record["text_translation"]} if "text_translation" in record else {})
         parts.append(f"<table class='fd-text'><tr>{excerpt}{translated}</tr></table>")
+    if record.get("already_in"):
+        parts.append(f'<p class="fd-muted">Already in {esc(record["already_in"])}: nothing to translate.</p>')
     return card(f"{name} ({record['modality']})", "".join(parts))
 
 
@@ -298,6 +300,17 @@ def add_translations(records: list[dict], target: str | None) -> None:
             slots.append((record, "text_translation", record["text_excerpt"]))
     for (holder, key, _), translated in zip(slots, translations([text for _, _, text in slots], target)):
         holder[key] = translated
+    from engine.translate import LANGUAGES
+
+    for record in records:
+        # A file whose every text is already in the chosen language gets one line saying so, not a column of dashes.
+        holders = [(item, "translation") for item in (record.get("segments") or []) + (record.get("ocr_lines") or [])]
+        if "text_translation" in record:
+            holders.append((record, "text_translation"))
+        if holders and all(holder.get(key) is None for holder, key in holders):
+            for holder, key in holders:
+                holder.pop(key, None)
+            record["already_in"] = LANGUAGES.get(target, target)
 
 
 def detections_from(objects: list[dict]):
@@ -415,6 +428,8 @@ def write_downloads(records: list[dict], transcripts: dict, out_dir: Path) -> li
                              line.get("translation") or ""])
     files[1].write_text(buffer.getvalue(), encoding="utf-8")
     for source, transcript in transcripts.items():
+        if not transcript.segments:
+            continue  # a silent clip: no empty subtitle files to download (the card says "no speech found")
         stem = Path(source).stem
         for fmt, text in (("srt", transcript.to_srt()), ("vtt", transcript.to_vtt()), ("txt", transcript.to_txt())):
             target = fresh_path(out_dir, f"{stem}.{fmt}")

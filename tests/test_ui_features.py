@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -275,3 +276,20 @@ def test_a_processed_folder_is_searchable_and_a_typed_query_is_what_is_searched(
     page.get_by_label("Search", exact=True).fill("a quantum physics lecture")
     page.locator("#search-button").click()
     results.get_by_text("No good match").wait_for()
+
+
+def test_files_tab_offers_no_empty_subtitles_and_no_english_to_english(runtime, tmp_path):
+    import soundfile as sf
+
+    from desktop.ui import analyse_files
+
+    silent = tmp_path / "silence.wav"
+    sf.write(silent, np.zeros(16000 * 3, dtype=np.int16), 16000)
+    spoken = speak("The museum is closed on Mondays and open late on Fridays.", tmp_path / "museum.wav")
+    page, _, downloads, status = analyse_files([str(silent), str(spoken)], "", "en", False, (), "en", progress=None)
+    assert "2 of 2 files analysed" in status
+    names = sorted(Path(d).name for d in downloads)
+    assert not any(name.startswith("silence.") and name.endswith((".srt", ".vtt", ".txt")) for name in names), names
+    assert {"museum.srt", "museum.vtt", "museum.txt"} <= set(names), names
+    assert "Already in English: nothing to translate." in page
+    assert "—" not in page  # no column of dashes where nothing needed translating
