@@ -874,7 +874,7 @@ def _live_tab(app: gr.Blocks) -> None:
             live_labels_text = gr.Textbox(label="Your labels (optional, comma-separated)",
                                           placeholder="e.g. a person, a cup, a cat, a book — empty: ImageNet classes")
             with gr.Row():
-                live_head_name = gr.Dropdown(head_choices(), value=NO_HEAD, label="Trained head (from the Teach tab)",
+                live_head_name = gr.Dropdown(head_choices(), value=NO_HEAD, label="Your model (from the Teach tab)",
                                              elem_id="live-head", scale=4)
                 heads_refresh = gr.Button("↻", size="sm", scale=0, min_width=40, elem_id="live-head-refresh")
             live_top = gr.Slider(1, 10, value=5, step=1, label="Labels shown")
@@ -1018,7 +1018,7 @@ def build_app() -> gr.Blocks:
             _files_tab()
         for title, build_tab in optional_tabs():
             with gr.Tab(title):
-                build_tab()
+                build_tab(app)
         with gr.Tab("Models & settings"):
             _models_tab(app)
         _api_endpoints()

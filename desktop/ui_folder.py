@@ -162,7 +162,7 @@ def run_folder(folder: str, out: str, tasks: list[str], labels: str, recursive: 
         yield status, progress_html(latest["progress"], finished=True), list(rows), str(results)
 
 
-def folder_tab() -> None:
+def folder_tab(app: gr.Blocks | None = None) -> None:
     from engine.folder import DEFAULT_TASKS, TASKS
     from engine.scene import SEGMENT_MODES
     from engine.translate import LANGUAGES
@@ -337,7 +337,7 @@ def hits_html(hits) -> str:
     return "".join(cards)
 
 
-def search_tab() -> None:
+def search_tab(app: gr.Blocks | None = None) -> None:
     gr.Markdown("Search indexed folders by meaning: a query finds photos by what they show, scans by the text "
                 "in them and recordings by what is said. Indexing reads each file once; later only new or "
                 "changed files are read again.")

@@ -49,10 +49,10 @@ def add_class(head_name: str, class_name: str) -> str:
 
 def _class_dir(head_name: str, class_name: str | None) -> Path:
     if not class_name:
-        raise FusionDeskError("pick (or add) a class first")
+        raise FusionDeskError("Pick (or add) a class first.")
     folder = workspace(head_name) / class_name
     if not folder.is_dir():
-        raise FusionDeskError(f"there is no class {class_name!r} yet: add it first")
+        raise FusionDeskError(f"There is no class {class_name!r} yet: add it first.")
     return folder
 
 
@@ -70,7 +70,7 @@ def add_files(head_name: str, class_name: str, paths: list[str]) -> int:
 
 def add_snapshot(head_name: str, class_name: str, image) -> Path:
     if image is None:
-        raise FusionDeskError("no snapshot yet: take one with the camera first")
+        raise FusionDeskError("No snapshot yet: take one with the camera first.")
     target = _unique(_class_dir(head_name, class_name), "snapshot", ".jpg")
     image.convert("RGB").save(target, quality=92)
     return target
@@ -78,11 +78,63 @@ def add_snapshot(head_name: str, class_name: str, image) -> Path:
 
 def add_recording(head_name: str, class_name: str, audio_path: str | None) -> Path:
     if not audio_path:
-        raise FusionDeskError("no recording yet: record one with the microphone first")
+        raise FusionDeskError("No recording yet: record one with the microphone first.")
     source = Path(audio_path)
     target = _unique(_class_dir(head_name, class_name), "recording", source.suffix.lower() or ".wav")
     shutil.copyfile(source, target)
     return target
+
+
+LAST_WORKSPACE_FILE = ".last"  # in teach_root(): the model being taught when the app was last used
+DEFAULT_WORKSPACE = "my-model"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def last_workspace() -> str:
+    """The model the person was teaching last (kept across reloads and restarts), or the default name."""
+    try:
+        name = (teach_root() / LAST_WORKSPACE_FILE).read_text(encoding="utf-8").strip()
+        workspace(name)  # still a valid name
+        return name
+    except (OSError, FusionDeskError):
+        return DEFAULT_WORKSPACE
+
+
+def remember_workspace(head_name: str) -> None:
+    from engine.fileio import atomic_write_text
+
+    workspace(head_name).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(teach_root() / LAST_WORKSPACE_FILE, head_name.strip() + "\n")
+
+
+def examples_of(head_name: str, class_name: str | None) -> list[Path]:
+    """The examples collected for one class, oldest first."""
+    if not class_name:
+        return []
+    folder = workspace(head_name) / class_name
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def delete_example(head_name: str, class_name: str, example_name: str) -> None:
+    """Remove one example (a file, or a folder that is one example) from a class."""
+    folder = _class_dir(head_name, class_name)
+    target = folder / Path(example_name or "").name
+    if not example_name or target.parent != folder or not target.exists():
+        raise FusionDeskError("pick an example of this class to delete")
+    if target.is_dir():
+        shutil.rmtree(target)
+    else:
+        target.unlink()
+
+
+def delete_class(head_name: str, class_name: str) -> int:
+    """Remove a class and its examples; returns how many examples went with it."""
+    folder = _class_dir(head_name, class_name)
+    count = sum(1 for p in folder.iterdir() if not p.name.startswith("."))
+    shutil.rmtree(folder)
+    return count
 
 
 def _known_classes(head_name: str) -> list[str]:
@@ -103,7 +155,7 @@ def counts_markdown(head_name: str) -> str:
 
 
 def report_markdown(report) -> str:
-    lines = [f"### Head **{report.name}**: {report.chosen}, cross-validated accuracy {report.accuracy:.0%}",
+    lines = [f"### Model **{report.name}**: {report.chosen}, cross-validated accuracy {report.accuracy:.0%}",
              f"{report.folds}-fold cross-validation on {sum(report.counts.values())} examples "
              f"({report.seconds['total']:.1f} s):", "", "| model | accuracy | log-loss | seconds |", "|---|---|---|---|"]
     for c in report.candidates:
@@ -134,7 +186,7 @@ def try_head(head_name: str, image, audio_path: str | None, text: str | None) ->
     from engine.teach import classify_with_head, load_head
 
     if not head_name:
-        raise FusionDeskError("pick a head to try (train one, or import a head file)")
+        raise FusionDeskError("Pick a model to try (train one, or import a model file).")
     runtime = get_runtime()
     head = load_head(head_name, runtime)
     perceiver = Perceiver(runtime, head.perception_options())
@@ -149,47 +201,73 @@ def try_head(head_name: str, image, audio_path: str | None, text: str | None) ->
     if errors:
         raise FusionDeskError(errors[0].problem)
     if not item:
-        raise FusionDeskError("give the head something to look at, listen to or read")
+        raise FusionDeskError("Give the model something to look at, listen to or read.")
     (result,) = classify_with_head([item], head, runtime)
     if isinstance(result, InputFileError):
         raise FusionDeskError(result.problem)
     return {entry["label"]: entry["score"] for entry in result}
 
 
-def teach_tab() -> None:
+def class_view(head_name: str, class_name: str | None):
+    """What the chosen class's card shows: thumbnails of its pictures, the names of its other examples, and the
+    examples to pick from for deleting one."""
+    try:
+        found = examples_of(head_name, class_name)
+    except FusionDeskError:
+        found = []
+    pictures = [(str(p), p.name) for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    others = [p.name for p in found if not (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)]
+    listing = ("Other examples: " + ", ".join(others)) if others else ""
+    if class_name and not found:
+        listing = f"No examples in **{class_name}** yet: add some below."
+    names = [p.name for p in found]
+    return pictures, listing, gr.update(choices=names, value=names[-1] if names else None)
+
+
+def teach_tab(app: gr.Blocks | None = None) -> None:
     """The Teach tab's components and events, inside the current gr.Blocks / gr.Tab context."""
     from desktop.ui import readable_errors
 
     gr.Markdown("Teach FusionDesk your own categories from a handful of examples per class: photos, webcam "
-                "snapshots, recordings, texts, or a mix. Everything stays on this computer.")
+                "snapshots, recordings, texts, or a mix. Everything stays on this computer, and your work is kept "
+                "between sessions.")
+    start = last_workspace()
     with gr.Row():
-        name = gr.Textbox(value="my-head", label="Head name", scale=2)
-        new_class = gr.Textbox(label="New class", placeholder="e.g. my cat", scale=2)
+        name = gr.Textbox(value=start, label="Model name", scale=2, elem_id="teach-name")
+        new_class = gr.Textbox(label="New class", placeholder="e.g. my cat", scale=2, elem_id="teach-new-class")
         add_class_button = gr.Button("Add class", scale=1)
     with gr.Row():
         with gr.Column(scale=2):
-            # Classes already collected for the default head name (e.g. in an earlier session) are offered at once.
-            known = _known_classes("my-head")
-            current = gr.Dropdown(choices=known, value=known[0] if known else None, label="Add examples to class",
-                                  allow_custom_value=False)
+            known = _known_classes(start)
+            current = gr.Dropdown(choices=known, value=known[0] if known else None, label="Class",
+                                  allow_custom_value=False, elem_id="teach-class")
+            pictures = gr.Gallery(label="Examples of this class", columns=6, height="auto", elem_id="teach-examples")
+            others = gr.Markdown(elem_id="teach-other-examples")
+            with gr.Row():
+                example_choice = gr.Dropdown(choices=[], label="Example", scale=2, elem_id="teach-example")
+                delete_example_button = gr.Button("Delete this example", scale=1)
+                delete_class_button = gr.Button("Delete this class", variant="stop", scale=1)
             with gr.Tab("Upload"):
-                uploads = gr.File(file_count="multiple", label="Images, recordings or text files")
-                add_files_button = gr.Button("Add files")
+                uploads = gr.File(file_count="multiple", label="Images, recordings or text files",
+                                  elem_id="teach-uploads")
+                add_files_button = gr.Button("Add files to this class")
             with gr.Tab("Webcam"):
                 snapshot = gr.Image(sources=["webcam"], type="pil", label="Snapshot")
-                add_snapshot_button = gr.Button("Add snapshot")
+                add_snapshot_button = gr.Button("Add snapshot to this class")
             with gr.Tab("Microphone"):
                 recording = gr.Audio(sources=["microphone"], type="filepath", label="Recording")
-                add_recording_button = gr.Button("Add recording")
+                add_recording_button = gr.Button("Add recording to this class")
+            added = gr.Markdown(elem_id="teach-added")
         with gr.Column(scale=1):
-            counts = gr.Markdown(lambda: counts_markdown("my-head"))  # a callable: read again at each page load
+            counts = gr.Markdown(counts_markdown(start) if _known_classes(start) else "No classes yet: name one and "
+                                 "press **Add class**.", elem_id="teach-counts")
             folds = gr.Slider(2, 10, value=5, step=1, label="Cross-validation folds")
             train_button = gr.Button("Train", variant="primary")
-    report = gr.Markdown()
+    report = gr.Markdown(elem_id="teach-report")
     confusion = gr.Dataframe(label="Confusion matrix (rows: true class, columns: predicted)", interactive=False)
     gr.Markdown("### Try it")
     with gr.Row():
-        head_choice = gr.Dropdown(choices=head_names(), label="Head", scale=2)
+        head_choice = gr.Dropdown(choices=head_names(), label="Model", scale=2)
         refresh = gr.Button("Refresh", scale=1)
     with gr.Row():
         try_image = gr.Image(sources=["webcam", "upload"], type="pil", label="Image")
@@ -199,46 +277,87 @@ def teach_tab() -> None:
     scores = gr.Label(label="Classes")
     gr.Markdown("### Share")
     with gr.Row():
-        export_button = gr.Button("Export the head as one file")
-        exported = gr.File(label="Head file", interactive=False)
-        imported = gr.File(label="Import a head file", file_types=[".onnx"])
+        export_button = gr.Button("Export the model as one file")
+        exported = gr.File(label="Model file", interactive=False)
+        imported = gr.File(label="Import a model file", file_types=[".onnx"])
     share_status = gr.Markdown()
+    card = [pictures, others, example_choice]
 
     def refresh_classes(head_name, selected=None):
         try:
             names = list(class_counts(head_name))
             listing = counts_markdown(head_name)
-        except FusionDeskError as exc:  # a half-typed or unusable head name: say so, keep the page working
-            return gr.update(choices=[], value=None), str(exc)
+        except FusionDeskError as exc:  # a half-typed or unusable model name: say so, keep the page working
+            return gr.update(choices=[], value=None), str(exc), [], "", gr.update(choices=[], value=None)
         value = selected if selected in names else (names[0] if names else None)
-        return gr.update(choices=names, value=value), listing
+        return gr.update(choices=names, value=value), listing, *class_view(head_name, value)
+
+    def on_load():
+        """A reload or a restart: back to the model being taught, its classes and examples."""
+        head_name = last_workspace()
+        return gr.update(value=head_name), *refresh_classes(head_name)
+
+    def added_message(head_name, class_name, what):
+        count = class_counts(head_name).get(class_name, 0)
+        return f"Added {what} to **{class_name}** ({count} example{'s' if count != 1 else ''})."
 
     @readable_errors
     def on_add_class(head_name, class_name):
-        added = add_class(head_name, class_name)
-        return (*refresh_classes(head_name, added), "")
+        added_name = add_class(head_name, class_name)
+        remember_workspace(head_name)
+        return (*refresh_classes(head_name, added_name), "", f"Added the class **{added_name}**: now add examples to it.")
 
     @readable_errors
     def on_add_files(head_name, class_name, paths):
         if not paths:
-            raise FusionDeskError("choose some files first")
-        add_files(head_name, class_name, [p if isinstance(p, str) else p.name for p in paths])
-        return counts_markdown(head_name), None
+            raise FusionDeskError("Choose some files first.")
+        count = add_files(head_name, class_name, [p if isinstance(p, str) else p.name for p in paths])
+        remember_workspace(head_name)
+        return (counts_markdown(head_name), None, added_message(head_name, class_name, f"{count} file(s)"),
+                *class_view(head_name, class_name))
 
     @readable_errors
     def on_snapshot(head_name, class_name, image):
         add_snapshot(head_name, class_name, image)
-        return counts_markdown(head_name)
+        remember_workspace(head_name)
+        return counts_markdown(head_name), added_message(head_name, class_name, "a snapshot"), *class_view(head_name, class_name)
 
     @readable_errors
     def on_recording(head_name, class_name, audio_path):
         add_recording(head_name, class_name, audio_path)
-        return counts_markdown(head_name), None
+        remember_workspace(head_name)
+        return (counts_markdown(head_name), None, added_message(head_name, class_name, "a recording"),
+                *class_view(head_name, class_name))
+
+    @readable_errors
+    def on_delete_example(head_name, class_name, example_name):
+        delete_example(head_name, class_name, example_name)
+        return counts_markdown(head_name), f"Deleted {example_name} from **{class_name}**.", *class_view(head_name, class_name)
+
+    @readable_errors
+    def on_delete_class(head_name, class_name):
+        if not class_name:
+            raise FusionDeskError("Pick the class to delete first.")
+        count = delete_class(head_name, class_name)
+        return *refresh_classes(head_name), f"Deleted the class **{class_name}** and its {count} example(s)."
+
+    def on_pick_picture(head_name, class_name, event: gr.SelectData):
+        shown = [p.name for p in examples_of(head_name, class_name)
+                 if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        return gr.update(value=shown[event.index]) if 0 <= event.index < len(shown) else gr.update()
 
     @readable_errors
     def on_train(head_name, fold_count, progress=gr.Progress()):
         from engine.teach import train_head
 
+        try:
+            ready = [c for c, n in class_counts(head_name).items() if n > 0]
+        except FusionDeskError:
+            ready = []
+        if len(ready) < 2:
+            raise FusionDeskError("To train, add at least two classes with a few examples each "
+                                  f"(ready now: {len(ready)}{': ' + ready[0] if ready else ''}).")
+        remember_workspace(head_name)
         result = train_head(workspace(head_name), head_name.strip(), folds=int(fold_count),
                             progress=lambda fraction, message: progress(fraction, desc=message))
         table = gr.update(value=confusion_rows(result), headers=["true \\ predicted", *result.classes])
@@ -253,7 +372,7 @@ def teach_tab() -> None:
         from engine.teach import export_head
 
         if not head_name:
-            raise FusionDeskError("pick a head to export")
+            raise FusionDeskError("Pick a model to export.")
         from desktop.ui import results_dir
 
         folder = results_dir(prefix="head-")
@@ -268,13 +387,20 @@ def teach_tab() -> None:
         head = import_head(upload if isinstance(upload, str) else upload.name, replace=False)
         return gr.update(choices=head_names(), value=head.name), f"Imported **{head.name}** ({', '.join(head.classes)})."
 
-    add_class_button.click(on_add_class, [name, new_class], [current, counts, new_class])
-    name.change(refresh_classes, [name], [current, counts])
-    add_files_button.click(on_add_files, [name, current, uploads], [counts, uploads])
-    add_snapshot_button.click(on_snapshot, [name, current, snapshot], [counts])
-    add_recording_button.click(on_recording, [name, current, recording], [counts, recording])
+    add_class_button.click(on_add_class, [name, new_class], [current, counts, *card, new_class, added])
+    new_class.submit(on_add_class, [name, new_class], [current, counts, *card, new_class, added])
+    name.change(refresh_classes, [name], [current, counts, *card])
+    current.change(class_view, [name, current], card)
+    pictures.select(on_pick_picture, [name, current], [example_choice])
+    add_files_button.click(on_add_files, [name, current, uploads], [counts, uploads, added, *card])
+    add_snapshot_button.click(on_snapshot, [name, current, snapshot], [counts, added, *card])
+    add_recording_button.click(on_recording, [name, current, recording], [counts, recording, added, *card])
+    delete_example_button.click(on_delete_example, [name, current, example_choice], [counts, added, *card])
+    delete_class_button.click(on_delete_class, [name, current], [current, counts, *card, added])
     train_button.click(on_train, [name, folds], [report, confusion, head_choice])
     refresh.click(lambda: gr.update(choices=head_names()), None, [head_choice])
     try_button.click(on_try, [head_choice, try_image, try_audio, try_text], [scores])
     export_button.click(on_export, [head_choice], [exported, share_status])
     imported.upload(on_import, [imported], [head_choice, share_status])
+    if app is not None:
+        app.load(on_load, None, [name, current, counts, *card])

@@ -133,7 +133,7 @@ def test_live_tab_classifies_with_a_trained_head(page, media, runtime, tmp_path)
             shot.save(tmp_path / name / f"{i}.jpg", quality=90)
     teach.train_head(tmp_path, "kitchen", folds=2, runtime=runtime)
     page.locator("#live-head-refresh").click()
-    choose(page, "Trained head (from the Teach tab)", "kitchen (kitty, mug)")
+    choose(page, "Your model (from the Teach tab)", "kitchen (kitty, mug)")
     start_camera(page)
     seen = seen_within(page.locator("#live-labels"), {"kitty", "mug"}, 25)
     assert seen == {"kitty", "mug"}, f"head classes seen: {seen}"
@@ -293,3 +293,56 @@ def test_files_tab_offers_no_empty_subtitles_and_no_english_to_english(runtime, 
     assert {"museum.srt", "museum.vtt", "museum.txt"} <= set(names), names
     assert "Already in English: nothing to translate." in page
     assert "—" not in page  # no column of dashes where nothing needed translating
+
+
+def pick_class(page, name: str) -> None:
+    page.get_by_role("combobox", name="Class", exact=True).click()
+    page.get_by_role("option", name=name, exact=True).click()
+
+
+def test_teach_keeps_the_work_and_edits_class_cards(page, media, tmp_path):
+    """Classes and examples go into the chosen class, survive a page reload, and can be deleted; training with
+    too little says what to do in plain words."""
+    from skimage import data
+
+    photos = []
+    for i, box in enumerate([(0, 0, 300, 250), (100, 40, 420, 300)]):
+        path = tmp_path / f"cat-{i}.jpg"
+        Image.fromarray(data.chelsea()).crop(box).save(path, quality=90)
+        photos.append(path)
+    page.get_by_role("tab", name="Teach").click()
+    page.get_by_label("Model name").fill("pets")
+    for name in ("cat", "cup"):
+        page.get_by_label("New class").fill(name)
+        page.get_by_role("button", name="Add class", exact=True).click()
+        page.locator("#teach-added").get_by_text(f"Added the class {name}").wait_for()
+    pick_class(page, "cat")
+    page.locator("#teach-other-examples").get_by_text("No examples in cat yet").wait_for()
+    page.locator("#teach-uploads input[type=file]").set_input_files([str(p) for p in photos])
+    page.locator("#teach-uploads").get_by_text("cat-1").first.wait_for()
+    page.get_by_role("button", name="Add files to this class").click()
+    page.locator("#teach-added").get_by_text("Added 2 file(s) to cat (2 examples)").wait_for()
+    assert page.locator("#teach-examples img").count() == 2  # the class card shows its pictures
+
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.get_by_text("To train, add at least two classes with a few examples each").first.wait_for()
+
+    page.reload()
+    page.get_by_role("tab", name="Teach").click()
+    deadline = time.monotonic() + 20
+    while page.get_by_label("Model name").input_value() != "pets" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert page.get_by_label("Model name").input_value() == "pets"  # the work comes back after a reload
+    counts = page.locator("#teach-counts")
+    counts.get_by_text("cup").wait_for()
+    assert "cat" in counts.inner_text()
+
+    pick_class(page, "cat")
+    page.locator("#teach-examples img").nth(1).wait_for()
+    page.get_by_role("button", name="Delete this example").click()
+    page.locator("#teach-added").get_by_text("Deleted").wait_for()
+    assert page.locator("#teach-examples img").count() == 1
+    pick_class(page, "cup")
+    page.get_by_role("button", name="Delete this class").click()
+    page.locator("#teach-added").get_by_text("Deleted the class cup and its 0 example(s)").wait_for()
+    assert "cup" not in counts.inner_text()
