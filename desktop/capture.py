@@ -131,6 +131,7 @@ class MicrophoneStream:
         self._closed = threading.Event()
         self.chosen: InputDevice | None = None
         self.rate = CAPTURE_RATE
+        self._resampler = None  # engine.audio.StreamResampler when the device runs at another rate
 
     def _callback(self, indata, frames, time_info, status) -> None:
         try:
@@ -142,6 +143,10 @@ class MicrophoneStream:
         sd = _sounddevice()
         self.chosen = resolve_device(self.device)
         self.rate = _open_rate(sd, self.chosen)
+        if self.rate != CAPTURE_RATE:
+            from engine.audio import StreamResampler
+
+            self._resampler = StreamResampler(self.rate, CAPTURE_RATE)
         try:
             self._stream = sd.InputStream(device=self.chosen.index, channels=1, samplerate=self.rate, dtype="float32",
                                           blocksize=int(self.rate * CHUNK_SECONDS), callback=self._callback)
@@ -165,14 +170,13 @@ class MicrophoneStream:
         return self._stream is not None and bool(self._stream.active)
 
     def read(self, timeout: float = 0.5) -> np.ndarray | None:
-        """The next chunk (16 kHz mono), or None when nothing came within `timeout`."""
-        from engine.audio import to_mono_16k
-
+        """The next chunk (16 kHz mono), or None when nothing came within `timeout`. Chunks from a device at
+        another rate are resampled as one stream (engine.audio.StreamResampler), never one by one."""
         try:
             chunk = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
-        return chunk if self.rate == CAPTURE_RATE else to_mono_16k(chunk, self.rate)
+        return chunk if self._resampler is None else self._resampler.push(chunk)
 
     def chunks(self):
         """Chunks until closed, or until the device stops delivering (a finite source, an unplugged mic)."""

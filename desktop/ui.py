@@ -705,14 +705,19 @@ def set_heard_target(target, state):
 def hear_chunk(chunk, language, state):
     """Streaming handler for the browser microphone: queue the audio for the background transcriber (voice
     activity cuts phrases, each is transcribed when it ends, previewed while spoken) and show the text so far."""
-    from engine.audio import to_mono_16k
+    from engine.audio import StreamResampler, to_mono_16k
 
     state = state or new_hearing_state()
     if chunk is None:
         return gr.skip(), state
     rate, samples = chunk
     try:
-        _listener(state, language or "en").push(to_mono_16k(np.asarray(samples), int(rate)))
+        # One resampler for the whole stream: chunks resampled one by one get a click at every boundary.
+        resampler = state.get("resampler")
+        if resampler is None or resampler.from_rate != int(rate):
+            resampler = state["resampler"] = StreamResampler(int(rate))
+        mono = to_mono_16k(np.asarray(samples), int(rate), target_rate=int(rate))  # mixed to mono, rate kept
+        _listener(state, language or "en").push(resampler.push(mono))
     except FusionDeskError as exc:
         return f"Error: {exc}", state
     return heard_markdown(state), state
@@ -721,6 +726,8 @@ def hear_chunk(chunk, language, state):
 def stop_hearing(state):
     state = state or new_hearing_state()
     if state.get("listener") is not None:
+        if state.get("resampler") is not None:
+            state["listener"].push(state.pop("resampler").flush())
         state["phrases"] += state["listener"].finish()
         state["listener"] = None
     return heard_markdown(state), state

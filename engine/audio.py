@@ -76,6 +76,57 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return resample_poly(samples, int(to_rate) // common, int(from_rate) // common, dtype=np.float32)
 
 
+class StreamResampler:
+    """resample() for audio that arrives in pieces (a microphone's chunks), with the same result as resampling
+    the whole recording at once: each piece is filtered with the samples around it, not padded with zeros.
+    Resampling each chunk on its own (what this replaces) puts a click at every chunk boundary, 2-10 a second,
+    which Whisper hears as noise.
+
+    Output lags the input by the filter's reach (about 1 ms at 48 kHz, 10 ms at 44.1 kHz); flush() returns the
+    rest at the end of a stream."""
+
+    def __init__(self, from_rate: int, to_rate: int = SAMPLE_RATE):
+        common = gcd(int(from_rate), int(to_rate))
+        self.from_rate, self.to_rate = int(from_rate), int(to_rate)
+        self.up, self.down = int(to_rate) // common, int(from_rate) // common
+        reach = -(-10 * max(self.up, self.down) // self.up) + 1  # input samples the filter reaches each side
+        self.pad = -(-reach // self.down) * self.down  # a whole number of output samples
+        self._kept = np.zeros(self.pad, dtype=np.float32)  # history before the next block (zeros: signal start)
+        self._pending = np.zeros(0, dtype=np.float32)  # input not yet turned into output
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """float32 mono at from_rate -> the float32 output samples now final."""
+        samples = np.asarray(samples, dtype=np.float32)
+        if self.up == self.down:
+            return samples.copy()
+        self._pending = np.concatenate([self._pending, samples])
+        # Finish whole groups of `down` input samples that have `pad` samples after them.
+        ready = max(0, (len(self._pending) - self.pad) // self.down * self.down)
+        if ready == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self._emit(ready, np.concatenate([self._kept, self._pending[: ready + self.pad]]))
+
+    def flush(self) -> np.ndarray:
+        """The output for what is left, as if the stream ended here (zeros after it, as resample() assumes)."""
+        if self.up == self.down or not len(self._pending):
+            return np.zeros(0, dtype=np.float32)
+        count = len(self._pending)
+        window = np.concatenate([self._kept, self._pending, np.zeros(self.pad, dtype=np.float32)])
+        out = resample_poly(window, self.up, self.down, dtype=np.float32)
+        start = self.pad * self.up // self.down
+        self._kept = np.zeros(self.pad, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+        return out[start: start - (-count * self.up // self.down)]
+
+    def _emit(self, ready: int, window: np.ndarray) -> np.ndarray:
+        out = resample_poly(window, self.up, self.down, dtype=np.float32)
+        start = self.pad * self.up // self.down
+        result = out[start: start + ready * self.up // self.down]
+        self._kept = window[ready: ready + self.pad].copy()
+        self._pending = self._pending[ready:]
+        return result
+
+
 _CHUNK_INPUT = 1 << 20  # input samples filtered per step: memory stays a few tens of MB for any length
 
 

@@ -114,3 +114,23 @@ def test_transcription_of_a_44k_recording_is_unchanged(runtime, tmp_path, monkey
     assert [(s.start, s.end) for s in ours.segments] == [(s.start, s.end) for s in theirs.segments]
     assert "quarterly report" in ours.text.lower()
     np.testing.assert_allclose(ours_states, encoder_features(path, runtime=runtime), atol=1e-4)
+
+
+@pytest.mark.parametrize("rate", [48000, 44100, 22050, 8000, 16000])
+def test_a_stream_in_chunks_resamples_exactly_as_the_whole(rate, speech):
+    """The microphone paths (Live tab, `listen`) resample a stream of chunks: the result must be the whole
+    recording's, with no trace of where the chunks met."""
+    some_rate = next(iter(speech))
+    whole = speech[rate] if rate in speech else audio.resample(speech[some_rate], some_rate, rate)
+    expected = audio.resample(whole, rate, 16000)
+    stream = audio.StreamResampler(rate)
+    rng = np.random.default_rng(rate)
+    pieces, start = [], 0
+    while start < len(whole):
+        size = int(rng.integers(1, rate // 2))
+        pieces.append(stream.push(whole[start: start + size]))
+        start += size
+    pieces.append(stream.flush())
+    got = np.concatenate(pieces)
+    assert len(got) == len(expected)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
