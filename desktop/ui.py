@@ -66,6 +66,8 @@ OPTIONAL_TABS = [
 
 CSS = """
 .fd-offline {font-size: 0.9em; opacity: 0.85}
+/* Thumbnails one size, however few: Gradio's gallery gives a single picture the whole width. */
+.fd-thumbs .grid-container {grid-template-columns: repeat(6, minmax(100px, 1fr)) !important}
 .fd-card {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px 14px; margin: 8px 0}
 .fd-card h4 {margin: 0 0 6px 0}
 .fd-error {border-color: #d33; background: rgba(221, 51, 51, 0.08)}

@@ -355,7 +355,9 @@ def search_tab(app: gr.Blocks | None = None) -> None:
         good_only = gr.Checkbox(value=True, label="Good matches only", scale=1)
     like = gr.File(label="…or find files like this one", type="filepath", elem_id="search-like")
     search_button = gr.Button("Search", variant="primary", elem_id="search-button")
-    gallery = gr.Gallery(label="Pictures", columns=4, height="auto")
+    # Thumbnails of one size in a grid, whatever the number of results (one result is not a full-page picture).
+    gallery = gr.Gallery(label="Pictures", columns=6, height=240, object_fit="cover", preview=False,
+                         allow_preview=False, elem_classes=["fd-thumbs"])
     results = gr.HTML(elem_id="search-results")
     index_button.click(index_folder, folder, index_status).then(refresh_folders, folder, folder)
     # Whatever the person touched last says what a search is by; the radio shows it and can be changed. Set in

@@ -241,7 +241,8 @@ def teach_tab(app: gr.Blocks | None = None) -> None:
             known = _known_classes(start)
             current = gr.Dropdown(choices=known, value=known[0] if known else None, label="Class",
                                   allow_custom_value=False, elem_id="teach-class")
-            pictures = gr.Gallery(label="Examples of this class", columns=6, height="auto", elem_id="teach-examples")
+            pictures = gr.Gallery(label="Examples of this class", columns=6, height=200, object_fit="cover",
+                                  preview=False, elem_id="teach-examples", elem_classes=["fd-thumbs"])
             others = gr.Markdown(elem_id="teach-other-examples")
             with gr.Row():
                 example_choice = gr.Dropdown(choices=[], label="Example", scale=2, elem_id="teach-example")

@@ -123,6 +123,8 @@ def read_text(image: Any, runtime: Runtime | None = None, presence: TextPresence
     row_of = {index: number for number, row in enumerate(rows) for index in row}
     texts = recognise([crops[i] for i in order], settings["rec"], runtime, literal=literal)
 
+    if not literal:
+        texts = drop_echoes(order, texts, boxes, row_of)
     vocabulary = None if keep_all or literal else word_vocabulary(runtime)
     lines, rejected = [], []
     for index, (text, score) in zip(order, texts):
@@ -138,6 +140,24 @@ def read_text(image: Any, runtime: Runtime | None = None, presence: TextPresence
             else:
                 lines.append(line)
     return OcrResult.of(lines, rejected)
+
+
+def drop_echoes(order: list[int], texts: list[tuple[str, float]], boxes: list[np.ndarray], row_of: dict[int, int]
+                ) -> list[tuple[str, float]]:
+    """The detector sometimes splits one line into two boxes that overlap (unclipping grows each box), and the
+    first box's end then shows the start of the second box's first word: "Total due: 1,250.00 E" + "EUR". Where
+    two boxes of a row overlap and the first text ends with a word that begins the second text's first word,
+    that echo is dropped from the first. (`literal` keeps the recogniser's output, as RapidOCR gives it.)"""
+    texts = list(texts)
+    for k in range(len(order) - 1):
+        a, b = order[k], order[k + 1]
+        if row_of[a] != row_of[b] or float(boxes[a][:, 0].max()) <= float(boxes[b][:, 0].min()):
+            continue
+        words, following = texts[k][0].split(), texts[k + 1][0].split()
+        if len(words) >= 2 and following and len(words[-1]) < len(following[0]) \
+                and following[0].startswith(words[-1]):
+            texts[k] = (" ".join(words[:-1]), texts[k][1])
+    return texts
 
 
 # ---------------------------------------------------------------- input

@@ -194,3 +194,27 @@ def test_gate_batches_keep_their_order_and_handle_odd_inputs(runtime, invoice):
     assert [presence.kind for presence in found] == ["none", "page", "none", "none", "page"]
     assert ocr.text_presence([], runtime=runtime) == []
     assert ocr.read_text(invoice.image, runtime=runtime, presence=ocr.TextPresence(kind="none")) == ocr.OcrResult()
+
+
+def test_a_line_split_in_two_overlapping_boxes_is_not_read_twice(runtime):
+    """The detector splits "Total due: 1,250.00 EUR" into two overlapping boxes; the first box's end shows the
+    E of EUR, which the literal read keeps ("... 1,250.00 E" + "EUR") and read_text drops."""
+    from PIL import ImageDraw, ImageFont
+
+    scan = Image.new("RGB", (900, 260), "white")
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 40)
+    draw = ImageDraw.Draw(scan)
+    draw.text((40, 40), "INVOICE 2024-117", fill="black", font=font)
+    draw.text((40, 140), "Total due: 1,250.00 EUR", fill="black", font=font)
+    literal = ocr.read_text(scan, runtime=runtime, literal=True)
+    assert [line.text for line in literal.lines][-2:] == ["Total due: 1,250.00 E", "EUR"]  # the split this fixes
+    assert ocr.read_text(scan, runtime=runtime).text.splitlines() == ["INVOICE 2024-117", "Total due: 1,250.00 EUR"]
+
+
+def test_echo_is_dropped_only_where_boxes_overlap():
+    box = lambda x0, x1: np.array([[x0, 0], [x1, 0], [x1, 10], [x0, 10]], dtype=np.float32)  # noqa: E731
+    texts = [("Total 12 E", 0.9), ("EUR", 0.9)]
+    row_of = {0: 0, 1: 0}
+    assert ocr.drop_echoes([0, 1], texts, [box(0, 60), box(55, 90)], row_of)[0][0] == "Total 12"
+    assert ocr.drop_echoes([0, 1], texts, [box(0, 50), box(55, 90)], row_of)[0][0] == "Total 12 E"  # a gap
+    assert ocr.drop_echoes([0, 1], texts, [box(0, 60), box(55, 90)], {0: 0, 1: 1})[0][0] == "Total 12 E"  # rows
