@@ -714,7 +714,7 @@ def hear_chunk(chunk, language, state):
         return gr.skip(), state
     rate, samples = chunk
     try:
-        # One resampler for the whole stream: chunks resampled one by one get a click at every boundary.
+        # One resampler for the whole stream (chunks resampled one by one are bent at every boundary).
         resampler = state.get("resampler")
         if resampler is None or resampler.from_rate != int(rate):
             resampler = state["resampler"] = StreamResampler(int(rate))

@@ -79,8 +79,9 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 class StreamResampler:
     """resample() for audio that arrives in pieces (a microphone's chunks), with the same result as resampling
     the whole recording at once: each piece is filtered with the samples around it, not padded with zeros.
-    Resampling each chunk on its own (what this replaces) puts a click at every chunk boundary, 2-10 a second,
-    which Whisper hears as noise.
+    Resampling each chunk on its own (what this replaces) bends the signal at every chunk boundary, 2-10 times a
+    second. (Whisper tiny.en turned out to hear the two alike on espeak-ng speech at 48 kHz, bench/bench_mic.py;
+    the microphone stream is now sample for sample what the same recording from a file gives.)
 
     Output lags the input by the filter's reach (about 1 ms at 48 kHz, 10 ms at 44.1 kHz); flush() returns the
     rest at the end of a stream."""

@@ -504,5 +504,6 @@ def open_indexes(folders: list[Path] | None = None) -> list[FolderIndex]:
         return [FolderIndex.existing(folder) for folder in folders]
     indexes = [FolderIndex(folder, index_path_for(folder)) for folder in known_indexes()]
     if not indexes:
-        raise FusionDeskError("nothing is indexed yet: process a folder with `fusiondesk batch DIR --out RESULTS.jsonl`, or run `fusiondesk index DIR`")
+        raise FusionDeskError("nothing is indexed yet: process a folder with `fusiondesk batch DIR --out "
+                              "RESULTS.jsonl`, or run `fusiondesk index DIR`")
     return indexes

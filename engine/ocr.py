@@ -887,7 +887,7 @@ def text_presence(images: list[Any], runtime: Runtime | None = None, side: int =
 
     The pictures may be reduced copies (the gate needs only `side` pixels); regions are relative (0..1), so
     they apply to the full-resolution picture given to `read_text` afterwards. prepared: each picture's
-    gate_picture(image, side), when made ahead (engine.pipeline makes them on its decode threads).
+    gate_picture(image, side), when the caller has made them already.
 
     Measured on held-out pictures at 448 px (bench/bench_ocr.py): (b) documents judged "page": 50 of 50;
     (c) photos with a pasted sign judged "regions" or "page": 49 of 50 signs 20-50% of the width, 46 of 50 small
