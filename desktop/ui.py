@@ -26,6 +26,7 @@ import importlib.util  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import re  # noqa: E402
 import socket  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -802,7 +803,22 @@ def fused_answer(vision, hearing, prompt, labels_text, progress=gr.Progress()):
     labels = {item["label"]: float(item["score"]) for item in answer["labels"]}
     used = ", ".join(name for name, present in (("camera frame", "camera.png"), ("words heard", "heard.txt"))
                      if any(p.endswith(present) for p in paths))
-    return f"{answer['answer']}\n\n*Fused from: {used or 'the prompt'}{' + prompt' if used and prompt else ''}.*", labels
+    return (f"{live_wording(answer['answer'])}\n\n*Fused from: {used or 'the prompt'}"
+            f"{' + prompt' if used and prompt else ''}.*"), labels
+
+
+# The Live answer speaks of the camera and of what was said, not of the files the frame and the words were put in.
+LIVE_WORDING = [("what camera.png shows", "what the camera sees"), ("the things found in camera.png", "the things the "
+                "camera sees"), ("the text in camera.png", "the text the camera sees"), ("camera.png shows", "the camera "
+                "sees"), ("camera.png", "the camera"), ("what was said in heard.txt", "what you said"),
+                ("the text of heard.txt", "what you said"), ("heard.txt says", "you said"), ("heard.txt", "what you said")]
+
+
+def live_wording(answer: str) -> str:
+    for internal, said in LIVE_WORDING:
+        answer = answer.replace(internal, said)
+    # Sentences start with a capital letter again where a file name was replaced.
+    return re.sub(r"(^|[.!?] )([a-z])", lambda m: m.group(1) + m.group(2).upper(), answer)
 
 
 # -- Models & settings tab -----------------------------------------------------------------------------------------

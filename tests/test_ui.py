@@ -94,6 +94,8 @@ def test_fake_camera_labels_update(page):
     page.get_by_label("Prompt (optional)").fill("a cup of coffee or a cat?")
     page.get_by_role("button", name="Fuse frame + words + prompt").click()
     page.locator("#live-answer").get_by_text("Most likely").wait_for()
+    answer = page.locator("#live-answer").inner_text()
+    assert "the camera" in answer.lower() and "camera.png" not in answer  # written for people, not about files
 
 
 def test_fake_microphone_transcript_appears(page):
