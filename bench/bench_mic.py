@@ -10,11 +10,13 @@ The microphone paths run desktop.capture.PhraseTranscriber, which the Live tab a
 cuts phrases, each is transcribed when it ends).
 
     .venv/bin/python bench/bench_mic.py [--rate 48000] [--chunk 0.25]
+    .venv/bin/python bench/bench_mic.py --browser     # the whole path: Chromium's fake microphone -> Live tab
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -55,6 +57,65 @@ def heard_through_microphone(audio: np.ndarray, rate: int, chunk_seconds: float,
     return " ".join(p.text for p in phrases if p.final and p.text)
 
 
+def heard_through_the_browser(said: list[str], folder: Path) -> tuple[str, str, dict]:
+    """The sentences, each after silence, played by headless Chromium's fake microphone into the Live tab (the
+    whole path: getUserMedia, Gradio's streaming, the app's handler); returns (what the Live tab shows, what
+    `fusiondesk transcribe` gives for the same file, facts about the chunks that arrived)."""
+    import os
+    import time
+
+    import soundfile as sf
+    from playwright.sync_api import sync_playwright
+
+    from media import CHROMIUM, chromium_flags
+
+    os.environ["FUSIONDESK_DATA_DIR"] = str(folder / "data")  # never the person's own
+    os.environ["FUSIONDESK_CONFIG_DIR"] = str(folder / "config")
+    # The fake microphone starts when the page lists devices, before Record is pressed: 5 s of silence first.
+    parts = [np.zeros(16000 * 5, np.float32)]
+    for text in said:
+        parts += [speech(text, folder), np.zeros(16000 * 2, np.float32)]
+    audio = np.concatenate(parts)
+    wav = folder / "talk.wav"
+    sf.write(wav, (audio * 32767).astype(np.int16), 16000)
+
+    import desktop.ui as ui
+
+    chunks = []
+    handler = ui.hear_chunk
+
+    def counting(chunk, language, state):  # the app's own handler, counting what arrives
+        if chunk is not None:
+            chunks.append((int(chunk[0]), np.asarray(chunk[1]).shape[0]))
+        return handler(chunk, language, state)
+
+    ui.hear_chunk = counting
+    app, url = ui.launch()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_flags(audio=wav))
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            page.get_by_text("FusionDesk", exact=True).first.wait_for()
+            page.locator("button.record-button").first.click()
+            time.sleep(len(audio) / 16000 + 4)
+            shown = page.locator("#live-heard").inner_text()
+            browser.close()
+    finally:
+        app.close()
+        ui.hear_chunk = handler
+    from engine.tasks import transcribe_files
+
+    (record,), _ = transcribe_files([wav])
+    lines = [line.split(" ", 1)[1] for line in shown.splitlines() if re.match(r"^\d\d:\d\d\.\d\d ", line)]
+    rates = sorted({rate for rate, _ in chunks})
+    facts = {"chunks": len(chunks), "rates": rates,
+             "seconds_received": round(sum(n for _, n in chunks) / rates[0], 1) if rates else 0.0,
+             "seconds_played": round(len(audio) / 16000, 1)}
+    return " ".join(lines), record.get("text", ""), facts
+
+
 def main() -> int:
     import soundfile as sf
 
@@ -64,7 +125,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=int, default=48000, help="the microphone's sample rate (default 48000)")
     parser.add_argument("--chunk", type=float, default=0.25, help="seconds per microphone chunk (default 0.25)")
+    parser.add_argument("--browser", action="store_true",
+                        help="instead: play the sentences through headless Chromium's fake microphone into the Live tab")
     args = parser.parse_args()
+    if args.browser:
+        said = SENTENCES + MORE_SENTENCES
+        with tempfile.TemporaryDirectory() as folder:
+            live, from_file, facts = heard_through_the_browser(said, Path(folder))
+        print(f"{len(said)} espeak-ng sentences, 2 s apart, through Chromium's fake microphone into the Live tab "
+              f"({facts['chunks']} chunks at {facts['rates']} Hz, {facts['seconds_received']} s received of "
+              f"{facts['seconds_played']} s played), against the same recording transcribed from its file\n")
+        print("| path | word error rate (all sentences as one text) |")
+        print("|---|---:|")
+        print(f"| Live tab, browser microphone | {word_error_rate([' '.join(said)], [live]):.3f} |")
+        print(f"| the same recording from its file | {word_error_rate([' '.join(said)], [from_file]):.3f} |")
+        print(f"\nLive: {live}\nFile: {from_file}")
+        return 0
 
     said = SENTENCES + MORE_SENTENCES
     heard: dict[str, list[str]] = {"file": [], "microphone, chunks resampled one by one": [],
