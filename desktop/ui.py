@@ -67,6 +67,9 @@ OPTIONAL_TABS = [
 
 CSS = """
 .fd-offline {font-size: 0.9em; opacity: 0.85}
+.fd-play {cursor: pointer}
+.fd-play:hover {background: var(--background-fill-secondary)}
+.fd-player {width: 100%; margin: 4px 0}
 /* Thumbnails one size, however few: Gradio's gallery gives a single picture the whole width. */
 .fd-thumbs .grid-container {grid-template-columns: repeat(6, minmax(100px, 1fr)) !important}
 .fd-card {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px 14px; margin: 8px 0}
@@ -183,12 +186,41 @@ def translation_cell(item: dict) -> str:
     return f'<td class="fd-translation">{shown}</td>'
 
 
-def transcript_html(segments: list[dict]) -> str:
+# A transcript row plays the recording from the row's start (the card's own player), as Buzz does.
+PLAY_FROM = ("var a=this.closest('.fd-card').querySelector('audio.fd-player');"
+             "if(a){{a.currentTime={start:.2f};a.play();}}")
+
+
+def transcript_html(segments: list[dict], audio_src: str | None = None) -> str:
+    """The transcript as a table; with `audio_src` (a URL the page can load), a player above it and each row
+    playing the recording from its start when clicked."""
     if not segments:
         return '<p class="fd-muted">(no speech found)</p>'
-    rows = "".join(f'<tr><td class="fd-time">{clock(s["start"])} → {clock(s["end"])}</td><td>{esc(s["text"].strip())}</td>'
-                   f'{translation_cell(s)}</tr>' for s in segments)
-    return f'<table class="fd-transcript">{rows}</table>'
+    player = (f'<audio class="fd-player" controls preload="metadata" src="{esc(audio_src)}"></audio>'
+              if audio_src else "")
+
+    def row(s: dict) -> str:
+        play = (f' class="fd-play" title="Play from here" onclick="{esc(PLAY_FROM.format(start=float(s["start"])))}"'
+                if audio_src else "")
+        return (f'<tr{play}><td class="fd-time">{clock(s["start"])} → {clock(s["end"])}</td>'
+                f'<td>{esc(s["text"].strip())}</td>{translation_cell(s)}</tr>')
+
+    return f'{player}<table class="fd-transcript">{"".join(row(s) for s in segments)}</table>'
+
+
+def served_url(path: str) -> str | None:
+    """The page's URL of a file Gradio already serves (an upload, in its cache), or None for any other file:
+    nothing outside what the app was given is ever offered to the page."""
+    from urllib.parse import quote
+
+    cache = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+    try:
+        resolved = Path(path).resolve()
+    except OSError:
+        return None
+    if not resolved.is_file() or not resolved.is_relative_to(cache):
+        return None
+    return "gradio_api/file=" + quote(str(resolved))
 
 
 def ocr_html(lines: list[dict]) -> str:
@@ -217,7 +249,7 @@ def record_html(record: dict) -> str:
         parts.append(label_set_html(record))
     if "segments" in record:
         parts.append(f'<p class="fd-muted">{record["duration"]:.1f} s · language {esc(record["language"])}</p>')
-        parts.append(transcript_html(record["segments"]))
+        parts.append(transcript_html(record["segments"], served_url(record["file"])))
     if "objects" in record:
         parts.append(objects_html(record["objects"]))
     if "person_fraction" in record:

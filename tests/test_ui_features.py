@@ -346,3 +346,31 @@ def test_teach_keeps_the_work_and_edits_class_cards(page, media, tmp_path):
     page.get_by_role("button", name="Delete this class").click()
     page.locator("#teach-added").get_by_text("Deleted the class cup and its 0 example(s)").wait_for()
     assert "cup" not in counts.inner_text()
+
+
+def test_a_transcript_row_plays_the_recording_from_its_start(page, tmp_path):
+    import soundfile as sf
+
+    first, rate = sf.read(speak("The museum is closed on Mondays.", tmp_path / "a.wav"), dtype="float32")
+    second, _ = sf.read(speak("It opens again on Tuesday morning.", tmp_path / "b.wav"), dtype="float32")
+    clip = tmp_path / "museum.wav"
+    sf.write(clip, np.concatenate([first, np.zeros(3 * rate, np.float32), second]), rate)
+    page.get_by_role("tab", name="Files").click()
+    analyse(page, clip)
+    rows = page.locator("#files-results tr.fd-play")
+    rows.nth(1).wait_for()  # two phrases, two rows: the second starts after the pause
+    start = rows.last.locator("td.fd-time").inner_text().split("→")[0].strip()  # "mm:ss.ss"
+    minutes, seconds = start.split(":")
+    rows.last.click()
+    player = page.locator("#files-results audio.fd-player")
+    deadline = time.monotonic() + 10
+    state = {}
+    while time.monotonic() < deadline:
+        state = player.evaluate("a => ({time: a.currentTime, paused: a.paused, error: a.error && a.error.code})")
+        if not state["paused"] and state["time"] >= 0:
+            break
+        time.sleep(0.2)
+    assert state["error"] is None, state  # the page could load the recording
+    assert not state["paused"], state
+    assert int(minutes) * 60 + float(seconds) > 2.0
+    assert state["time"] >= int(minutes) * 60 + float(seconds) - 0.05, state  # played from the row's start
