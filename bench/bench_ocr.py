@@ -49,14 +49,25 @@ PATCH_WORDS = {"COLLINS", "ASHBY", "COLEMAN", "HAWLEY", "TOGNINI", "EILEEN"}
 
 # ---------------------------------------------------------------- metrics
 
-def edit_distance(a, b) -> int:
-    previous = list(range(len(b) + 1))
+def _distance_row(a, b, free_start: bool) -> list[int]:
+    """The last row of the edit-distance table of `a` against `b`: entry j is the distance of `a` to b[:j], or,
+    with free_start, to the best piece of `b` that ends at j (a inside b)."""
+    previous = [0] * (len(b) + 1) if free_start else list(range(len(b) + 1))
     for i, x in enumerate(a, 1):
         current = [i]
         for j, y in enumerate(b, 1):
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
         previous = current
-    return previous[-1]
+    return previous
+
+
+def edit_distance(a, b) -> int:
+    return _distance_row(a, b, free_start=False)[-1]
+
+
+def infix_distance(needle, haystack) -> int:
+    """The edit distance of `needle` to its best match anywhere inside `haystack` (free start and end)."""
+    return min(_distance_row(needle, haystack, free_start=True))
 
 
 def page_errors(truth_lines: list[str], text: str) -> tuple[int, int, int, int]:
@@ -71,15 +82,7 @@ def line_matches(text: str, truth_lines: list[str], tolerance: float = 0.3) -> b
     """Whether a read line is (a piece of) one of the truth lines, spaces ignored, within `tolerance` CER."""
     read = text.replace(" ", "")
     for truth in truth_lines:
-        target = truth.replace(" ", "")
-        # Best match of `read` anywhere inside `target` (free start and end in the target).
-        previous = [0] * (len(target) + 1)
-        for i, x in enumerate(read, 1):
-            current = [i]
-            for j, y in enumerate(target, 1):
-                current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-            previous = current
-        if read and min(previous) <= tolerance * len(read):
+        if read and infix_distance(read, truth.replace(" ", "")) <= tolerance * len(read):
             return True
     return False
 
@@ -90,13 +93,7 @@ def truth_line_read(truth: str, lines: list[str], tolerance: float = 0.2) -> boo
     read = "".join(line.replace(" ", "") for line in lines)
     if not read:
         return False
-    previous = [0] * (len(read) + 1)
-    for i, x in enumerate(target, 1):
-        current = [i]
-        for j, y in enumerate(read, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return min(previous) <= tolerance * len(target)
+    return infix_distance(target, read) <= tolerance * len(target)
 
 
 def is_patch_text(text: str) -> bool:
@@ -325,7 +322,7 @@ def bench_filter_and_gate(runtime, photo_count: int, sign_count: int, per_kind: 
                 doc_lines += 1
                 doc_kept += (line.text, str(line.box)) in kept_keys
 
-    print(f"\n## 2. Line filter\n")
+    print("\n## 2. Line filter\n")
     print("| set | before filter | after filter |")
     print("|---|---:|---:|")
     print(f"| photos with any text ({n}: {photo_count} crops + {len(docs.PHOTOS)} photos) | {any_before} ({any_before / n:.1%}) "

@@ -213,7 +213,9 @@ def served_url(path: str) -> str | None:
     nothing outside what the app was given is ever offered to the page."""
     from urllib.parse import quote
 
-    cache = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+    from gradio.utils import get_upload_folder
+
+    cache = Path(get_upload_folder()).resolve()
     try:
         resolved = Path(path).resolve()
     except OSError:

@@ -269,11 +269,10 @@ class Perceiver:
     def _detect(self, inputs: list[ImageInput], perceptions: list[Perception]) -> list[list]:
         """Objects in every picture, one batched detector run; boxes stored in file pixels. Returns the detections
         in the pictures' own pixels (where the people masks are)."""
-        from .scene import PERSON_CLAIM_SCORE, PERSON_LABEL, detect, in_file_pixels
+        from .scene import claims, detect, in_file_pixels
 
         found = detect([item.image for item in inputs], runtime=self.runtime, prepared=_all_prepared(inputs, "detector"))
-        found = [[d for d in detections if d.label != PERSON_LABEL or d.score >= PERSON_CLAIM_SCORE]
-                 for detections in found]
+        found = [claims(detections) for detections in found]
         for item, perception, detections in zip(inputs, perceptions, found):
             perception.objects = in_file_pixels(detections, item.scale)
         return found

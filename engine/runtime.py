@@ -138,6 +138,21 @@ class Runtime:
 
     def session(self, model_id: str, file_key: str = "model") -> ort.InferenceSession:
         key = (model_id, file_key)
+
+        def make():
+            wanted = self.bundle.entry(model_id).extra.get("session", {})
+            split = (self.split_batches and bool(wanted.get("split_batches", False)) and self.threads > 1
+                     and self._runs_on_cpu())
+            session = self._open(self.bundle.path(model_id, file_key), key,
+                                 memory_arena=bool(wanted.get("memory_arena", False)),
+                                 threads=1 if split else self.threads)
+            return SplitBatchSession(session, self._batch_pool(), self.threads) if split else session
+
+        return self._cached_session(key, make)
+
+    def _cached_session(self, key: tuple[str, str], make) -> ort.InferenceSession:
+        """The session under `key`, made once by `make()` (one lock per key: two models load at once, one
+        model never twice)."""
         found = self._sessions.get(key)
         if found is not None:
             return found
@@ -145,13 +160,7 @@ class Runtime:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             if key not in self._sessions:
-                path = self.bundle.path(model_id, file_key)
-                wanted = self.bundle.entry(model_id).extra.get("session", {})
-                split = (self.split_batches and bool(wanted.get("split_batches", False)) and self.threads > 1
-                         and self._runs_on_cpu())
-                session = self._open(path, key, memory_arena=bool(wanted.get("memory_arena", False)),
-                                     threads=1 if split else self.threads)
-                self._sessions[key] = SplitBatchSession(session, self._batch_pool(), self.threads) if split else session
+                self._sessions[key] = make()
             return self._sessions[key]
 
     def run_each(self, model_id: str, file_key: str, feeds: list[dict], output_names: list[str] | None = None
@@ -187,17 +196,13 @@ class Runtime:
     def _one_thread_session(self, model_id: str, file_key: str) -> ort.InferenceSession:
         """A second session of the same file that runs on one thread (run_each runs several of its inputs at once)."""
         key = (model_id, f"{file_key}#one-thread")
-        found = self._sessions.get(key)
-        if found is not None:
-            return found
-        with self._locks_guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            if key not in self._sessions:
-                wanted = self.bundle.entry(model_id).extra.get("session", {})
-                self._sessions[key] = self._open(self.bundle.path(model_id, file_key), key,
-                                                 memory_arena=bool(wanted.get("memory_arena", False)), threads=1)
-            return self._sessions[key]
+
+        def make():
+            wanted = self.bundle.entry(model_id).extra.get("session", {})
+            return self._open(self.bundle.path(model_id, file_key), key,
+                              memory_arena=bool(wanted.get("memory_arena", False)), threads=1)
+
+        return self._cached_session(key, make)
 
     def _runs_on_cpu(self) -> bool:
         return choose_providers(self.device)[0] == "CPUExecutionProvider"
@@ -212,14 +217,13 @@ class Runtime:
         """A session for an ONNX file outside the bundle (a user's trained head, a test's tiny model)."""
         path = Path(path)
         key = key or (f"file:{path.resolve()}", "model")
-        with self._locks_guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            if key not in self._sessions:
-                if not path.is_file():
-                    raise FusionDeskError(f"model file {path} does not exist")
-                self._sessions[key] = self._open(path, key)
-            return self._sessions[key]
+
+        def make():
+            if not path.is_file():
+                raise FusionDeskError(f"model file {path} does not exist")
+            return self._open(path, key)
+
+        return self._cached_session(key, make)
 
     def info(self, model_id: str, file_key: str = "model") -> SessionInfo | None:
         return self._info.get((model_id, file_key))

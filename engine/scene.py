@@ -279,9 +279,14 @@ def person_fraction(mask: np.ndarray | None, threshold: float = PERSON_PIXEL_THR
     return float((mask >= threshold).mean()) if mask is not None and mask.size else 0.0
 
 
+def claims(detections: Sequence[Detection]) -> list[Detection]:
+    """The detections that may be said to be in a picture: all but the unsure persons (PERSON_CLAIM_SCORE)."""
+    return [d for d in detections if d.label != PERSON_LABEL or d.score >= PERSON_CLAIM_SCORE]
+
+
 def person_boxes(detections: Sequence[Detection]) -> list[Detection]:
     """The detections that claim a person (PERSON_CLAIM_SCORE)."""
-    return [d for d in detections if d.label == PERSON_LABEL and d.score >= PERSON_CLAIM_SCORE]
+    return [d for d in claims(detections) if d.label == PERSON_LABEL]
 
 
 def people_mask(mask: np.ndarray, persons: Sequence[Detection]) -> np.ndarray:
