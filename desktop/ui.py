@@ -74,6 +74,8 @@ CSS = """
 .fd-thumbs .grid-container {grid-template-columns: repeat(6, minmax(100px, 1fr)) !important}
 .fd-card {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px 14px; margin: 8px 0}
 .fd-card h4 {margin: 0 0 6px 0}
+.fd-result {cursor: pointer}
+.fd-result:hover {background: var(--background-fill-secondary)}
 .fd-error {border-color: #d33; background: rgba(221, 51, 51, 0.08)}
 .fd-bar {display: grid; grid-template-columns: minmax(8em, 16em) 1fr 4.5em; gap: 8px; align-items: center; margin: 2px 0}
 .fd-track {background: var(--neutral-200); border-radius: 4px; height: 0.9em; overflow: hidden}

@@ -6,12 +6,12 @@ the page only starts the work on a thread and shows how it goes.
 
 from __future__ import annotations
 
-import json
-
 import hashlib
+import json
 import threading
 import time
 from collections import deque
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -171,6 +171,7 @@ def folder_tab(app: gr.Blocks | None = None) -> None:
                 "finishes, so a stopped run continues where it left off. Your files are only read, never changed.")
     with gr.Row():
         folder = gr.Textbox(label="Folder", placeholder="/home/me/Archive", scale=3, elem_id="folder-dir")
+        choose = chooser_button("folder-choose")
         out = gr.Textbox(label="Results file (.jsonl or .csv; empty: FusionDesk's own data folder)", scale=2)
     with gr.Row():
         tasks = gr.CheckboxGroup(list(TASKS), value=list(DEFAULT_TASKS), label="Tasks (each where it fits the file)")
@@ -200,6 +201,24 @@ def folder_tab(app: gr.Blocks | None = None) -> None:
     event = run_button.click(run_folder, [folder, out, tasks, labels, recursive, resume, include, exclude, target,
                                           segment_mode], [status, progress, table, download])
     stop_button.click(lambda: "Stopped: run again to continue where it left off.", None, status, cancels=[event])
+    wire_chooser(app, choose, folder)
+
+
+def chooser_button(elem_id: str) -> gr.Button:
+    # Shown only in the app's own window, where the system's folder dialog can open (desktop.window).
+    return gr.Button("Choose…", visible=False, scale=0, min_width=110, elem_id=elem_id)
+
+
+def wire_chooser(app: gr.Blocks | None, button: gr.Button, box) -> None:
+    from desktop.window import can_choose_folders, choose_folder
+
+    def chosen(current: str | None):
+        picked = choose_folder(current or "")
+        return gr.update(value=picked) if picked else gr.update()  # cancelled: the box keeps what it had
+
+    button.click(chosen, box, box, api_visibility="private")
+    if app is not None:
+        app.load(lambda: gr.update(visible=can_choose_folders()), None, button, api_visibility="private")
 
 
 # -- Search tab ---------------------------------------------------------------------------------------------------
@@ -285,7 +304,8 @@ SEARCH_BY_FILE = "files like the one below"
 @readable_errors
 def search_folder(query: str, folder: str, modality: str, top: float, like: str | None,
                   search_by: str = SEARCH_BY_WORDS, good_only: bool = True):
-    """-> (gallery of (thumbnail, caption) for image hits, HTML list of every hit with its snippet).
+    """-> (gallery of (thumbnail, caption) for image hits, HTML list of every hit with its snippet, the shown
+    results for opening one: {"query": …, "hits": [Hit as dict]}).
 
     search_by says which of the two inputs is meant (a file left attached never hijacks a typed query);
     good_only: a typed query shows its good matches only (engine.index.good_matches), or says there is none."""
@@ -308,17 +328,22 @@ def search_folder(query: str, folder: str, modality: str, top: float, like: str 
                     f"{esc(Path(hits[0].path).name)} ({hits[0].score:.2f}); untick “good matches only” to see "
                     "everything ranked.</p>")
         hits = good
-    pictures = [(thumb, f"{h.score:.2f} · {Path(h.path).name}") for h in hits if h.modality == "image"
-                for thumb in [_thumbnail(h.path)] if thumb is not None]
-    return pictures, note or hits_html(hits)
+    pictures, picture_ranks = [], []  # the gallery's n-th picture is the result of rank picture_ranks[n]
+    for rank, hit in enumerate(hits):
+        thumb = _thumbnail(hit.path) if hit.modality == "image" else None
+        if thumb is not None:
+            pictures.append((thumb, f"{hit.score:.2f} · {Path(hit.path).name}"))
+            picture_ranks.append(rank)
+    shown = {"query": "" if by_file else query, "hits": [asdict(h) for h in hits], "pictures": picture_ranks}
+    return pictures, note or hits_html(hits), shown
 
 
-def _thumbnail(path: str):
+def _thumbnail(path: str, side: int = THUMBNAIL_SIDE):
     from engine.errors import InputFileError
     from engine.imaging import load_image
 
     try:
-        return load_image(path, max_side=THUMBNAIL_SIDE)
+        return load_image(path, max_side=side)
     except InputFileError:
         return None  # moved or deleted since it was indexed: the list below still names it
 
@@ -330,11 +355,92 @@ def hits_html(hits) -> str:
     for rank, hit in enumerate(hits, 1):
         snippet = " ".join((hit.transcript or hit.ocr_text).split())
         heard = "heard" if hit.transcript else ("text" if hit.modality == "text" else "reads")
-        cards.append(f'<div class="fd-card"><h4>{rank}. {esc(Path(hit.path).name)} '
+        cards.append(f'<div class="fd-card fd-result" data-rank="{rank - 1}" title="Open">'
+                     f'<h4>{rank}. {esc(Path(hit.path).name)} '
                      f'<span class="fd-muted">{esc(hit.modality)} · {hit.score:.3f}</span></h4>'
                      f'<div class="fd-muted">{esc(hit.path)}</div>'
                      + (f'<div>{heard}: “{esc(snippet[:300])}”</div>' if snippet else "") + "</div>")
-    return "".join(cards)
+    return '<p class="fd-muted">Click a result to open it.</p>' + "".join(cards)
+
+
+# A click anywhere on a result card opens that result below the list (the card's rank goes to the server).
+OPEN_RESULT_ON_CLICK = ("element.addEventListener('click', (event) => {"
+                        " const card = event.target.closest('[data-rank]');"
+                        " if (card) trigger('click', {rank: Number(card.dataset.rank)}); });")
+PREVIEW_SIDE = 1280  # pixels: a preview fits the window, not the camera's full resolution
+PREVIEW_AUDIO_SECONDS = 300.0  # a result plays from its matching part, up to five minutes of it
+EXCERPT_LINES = 3  # lines of text shown either side of the matching line
+
+
+def clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
+
+
+def open_result(shown: dict | None, rank: int):
+    """A result opened below the list: (heading and excerpt, picture, recording from its matching part, the
+    file's path for the Open / Show-in-folder buttons, the buttons' visibility)."""
+    from engine.audio import read_excerpt
+    from engine.errors import InputFileError
+    from engine.index import best_passage
+
+    hits = (shown or {}).get("hits") or []
+    if not 0 <= rank < len(hits):
+        raise gr.Error("That result is no longer shown: search again.", print_exception=False)
+    hit, query = hits[rank], (shown or {}).get("query", "")
+    path = Path(hit["path"])
+    lines = [f"#### {esc(path.name)}", f'<span class="fd-muted">{esc(str(path))}</span>']
+    picture, recording = None, None
+    if not path.is_file():
+        lines.append("This file is no longer there (moved or deleted since it was indexed).")
+    elif hit["modality"] == "image":
+        picture = _thumbnail(str(path), PREVIEW_SIDE)
+    elif hit["modality"] == "audio":
+        segments = hit.get("segments") or []
+        start = 0.0
+        if segments:
+            where = best_passage(query, [text for _, _, text in segments])
+            start = float(segments[where][0])
+            said = segments[where][2].strip()
+            lines.append(f"Plays from {clock(start)}, where it says “{esc(said)}”." if query else
+                         f"Plays from the start: “{esc(said)}”.")
+        try:
+            rate, samples = read_excerpt(path, max(0.0, start - 0.5), PREVIEW_AUDIO_SECONDS)
+            recording = (rate, samples)
+        except InputFileError as exc:
+            lines.append(esc(str(exc)))
+    text = hit.get("ocr_text") or ""
+    if text.strip():
+        passages = [line for line in text.splitlines() if line.strip()] or [text]
+        where = best_passage(query, passages)
+        first, last = max(0, where - EXCERPT_LINES), min(len(passages), where + EXCERPT_LINES + 1)
+        excerpt = [f"**{esc(line)}**" if i == where and query else esc(line)
+                   for i, line in enumerate(passages[first:last], first)]
+        lines.append(("Reads:" if hit["modality"] == "image" else "Text:") + "\n\n> " + "  \n> ".join(excerpt))
+    return ("\n\n".join(lines), gr.update(value=picture, visible=picture is not None),
+            gr.update(value=recording, visible=recording is not None), str(path), gr.update(visible=True))
+
+
+@readable_errors
+def open_clicked(shown: dict | None, event: gr.EventData):
+    return open_result(shown, int(event.rank))
+
+
+@readable_errors
+def open_picture(shown: dict | None, event: gr.SelectData):
+    pictures = (shown or {}).get("pictures") or []
+    return open_result(shown, pictures[event.index] if 0 <= event.index < len(pictures) else -1)
+
+
+@readable_errors
+def hand_to_system(path: str, how: str) -> str:
+    from desktop.system import open_file, reveal_file
+
+    if not path:
+        raise gr.Error("Open a result first.", print_exception=False)
+    program = (open_file if how == "open" else reveal_file)(path)
+    return (f"Opened {esc(Path(path).name)} ({program})." if how == "open"
+            else f"Showed {esc(Path(path).name)} in its folder ({program}).")
 
 
 def search_tab(app: gr.Blocks | None = None) -> None:
@@ -344,6 +450,7 @@ def search_tab(app: gr.Blocks | None = None) -> None:
     with gr.Row():
         folder = gr.Dropdown(label="Folder (empty: search every indexed folder; or type another to index it)",
                              choices=indexed_folders(), value=None, allow_custom_value=True, scale=3)
+        choose = chooser_button("search-choose")
         index_button = gr.Button("Index this folder", scale=1)
     index_status = gr.HTML()
     search_by = gr.Radio([SEARCH_BY_WORDS, SEARCH_BY_FILE], value=SEARCH_BY_WORDS, label="Search by",
@@ -358,7 +465,20 @@ def search_tab(app: gr.Blocks | None = None) -> None:
     # Thumbnails of one size in a grid, whatever the number of results (one result is not a full-page picture).
     gallery = gr.Gallery(label="Pictures", columns=6, height=240, object_fit="cover", preview=False,
                          allow_preview=False, elem_classes=["fd-thumbs"])
-    results = gr.HTML(elem_id="search-results")
+    results = gr.HTML(elem_id="search-results", js_on_load=OPEN_RESULT_ON_CLICK)
+    shown = gr.State({})
+    opened_path = gr.State("")
+    with gr.Group(elem_id="search-preview"):
+        preview_text = gr.Markdown(elem_id="search-preview-text")
+        preview_picture = gr.Image(label="Picture", type="pil", interactive=False, visible=False,
+                                   elem_id="search-preview-picture")
+        preview_audio = gr.Audio(label="Recording", type="numpy", interactive=False, visible=False,
+                                 elem_id="search-preview-audio")
+        with gr.Row(visible=False) as file_actions:
+            open_button = gr.Button("Open", size="sm", elem_id="search-open")
+            reveal_button = gr.Button("Show in folder", size="sm", elem_id="search-reveal")
+        action_status = gr.Markdown(elem_id="search-action")
+    preview = [preview_text, preview_picture, preview_audio, opened_path, file_actions]
     index_button.click(index_folder, folder, index_status).then(refresh_folders, folder, folder)
     # Whatever the person touched last says what a search is by; the radio shows it and can be changed. Set in
     # the page itself (no round trip), so a Search pressed right after typing searches what was typed.
@@ -366,6 +486,13 @@ def search_tab(app: gr.Blocks | None = None) -> None:
     like.upload(None, None, search_by, js=f"() => {json.dumps(SEARCH_BY_FILE)}", queue=False)
     like.clear(None, None, search_by, js=f"() => {json.dumps(SEARCH_BY_WORDS)}", queue=False)
     inputs = [query, folder, modality, top, like, search_by, good_only]
-    search_button.click(search_folder, inputs, [gallery, results])
-    query.submit(search_folder, inputs, [gallery, results])
-    folder.focus(refresh_folders, folder, folder)  # folders processed in the Folder tab since the page opened
+    closed = (lambda: ("", gr.update(value=None, visible=False), gr.update(value=None, visible=False), "",
+                       gr.update(visible=False), ""))
+    for start in (search_button.click, query.submit):
+        start(search_folder, inputs, [gallery, results, shown]).then(closed, None, preview + [action_status])
+    results.click(open_clicked, [shown], preview)
+    gallery.select(open_picture, [shown], preview)
+    open_button.click(lambda path: hand_to_system(path, "open"), opened_path, action_status)
+    reveal_button.click(lambda path: hand_to_system(path, "reveal"), opened_path, action_status)
+    folder.focus(refresh_folders, folder, folder)
+    wire_chooser(app, choose, folder)  # folders processed in the Folder tab since the page opened

@@ -51,6 +51,22 @@ def load_audio(path: Path | str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return to_mono_16k(mono, native_rate, target_rate=sample_rate)
 
 
+def read_excerpt(path: Path | str, start: float, seconds: float) -> tuple[int, np.ndarray]:
+    """(native sample rate, float32 mono) of `seconds` of the file from `start`: reads only that part (a search
+    result plays from its matching segment without decoding a two-hour recording)."""
+    import soundfile as sf
+
+    path = Path(path)
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            rate = handle.samplerate
+            handle.seek(min(max(0, int(start * rate)), max(0, handle.frames - 1)))
+            samples = handle.read(int(seconds * rate), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
+        raise InputFileError(path, f"cannot read the audio ({_plain(exc)})") from None
+    return rate, samples.mean(axis=1)
+
+
 def to_mono_16k(samples: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Mix a [frames] or [frames, channels] buffer (float or integer PCM) to float32 mono at 16 kHz."""
     samples = np.asarray(samples)

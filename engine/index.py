@@ -17,11 +17,12 @@ Search loads the vectors once into one numpy matrix (one query) and ranks with a
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -61,8 +62,14 @@ def _v2_embedding_space(con: sqlite3.Connection) -> None:
     con.execute("CREATE INDEX items_hash ON items(hash)")
 
 
+def _v3_transcript_segments(con: sqlite3.Connection) -> None:
+    # The timed segments of a recording's transcript (JSON [[start, end, text], ...]), so a search result can
+    # play from the part that matches. Rows from before stay NULL: they play from the start.
+    con.execute("ALTER TABLE items ADD COLUMN segments TEXT")
+
+
 # MIGRATIONS[n] takes a database from schema version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_items, _v2_embedding_space]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_items, _v2_embedding_space, _v3_transcript_segments]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -112,6 +119,7 @@ class Hit:
     modality: str
     ocr_text: str = ""
     transcript: str = ""
+    segments: list[tuple[float, float, str]] = field(default_factory=list)  # a recording's timed transcript
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "score": round(self.score, 4), "modality": self.modality}
@@ -296,32 +304,35 @@ class FolderIndex:
 
     @staticmethod
     def _copy_from_hash(con: sqlite3.Connection, entry: FileEntry, digest: str, space: str) -> bool:
-        source = con.execute("SELECT modality, vector, ocr_text, transcript, error FROM items "
+        source = con.execute("SELECT modality, vector, ocr_text, transcript, segments, error FROM items "
                              "WHERE hash = ? AND space = ? LIMIT 1", (digest, space)).fetchone()
         if source is None:
             return False
-        con.execute("INSERT INTO items (path, size, mtime, hash, modality, vector, ocr_text, transcript, error, space) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (entry.rel, entry.size, entry.mtime, digest, *source, space))
+        con.execute("INSERT INTO items (path, size, mtime, hash, modality, vector, ocr_text, transcript, segments, "
+                    "error, space) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (entry.rel, entry.size, entry.mtime, digest, *source, space))
         return True
 
     @staticmethod
     def _store(con: sqlite3.Connection, entry: FileEntry, digest: str, perceived: Perception | InputFileError,
                vector: np.ndarray | None, space: str) -> None:
         if isinstance(perceived, InputFileError):
-            values = (entry.modality, None, None, None, perceived.problem)
+            values = (entry.modality, None, None, None, None, perceived.problem)
         else:
             ocr = perceived.ocr.text if perceived.ocr is not None else None
             heard = perceived.transcript.text if perceived.transcript is not None else None
+            timed = (json.dumps([[s.start, s.end, s.text] for s in perceived.transcript.segments])
+                     if perceived.transcript is not None and perceived.transcript.segments else None)
             text = perceived.text if perceived.modality == "text" else None
             blob = np.asarray(vector, dtype=np.float32).tobytes() if vector is not None else None
             # Text notes keep their text in ocr_text's place: the one "text found in the file" snippet column.
-            values = (perceived.modality, blob, ocr if text is None else text[:20000], heard, None)
+            values = (perceived.modality, blob, ocr if text is None else text[:20000], heard, timed, None)
         con.execute(
-            "INSERT INTO items (path, size, mtime, hash, modality, vector, ocr_text, transcript, error, space) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size = excluded.size, "
+            "INSERT INTO items (path, size, mtime, hash, modality, vector, ocr_text, transcript, segments, error, "
+            "space) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size = excluded.size, "
             "mtime = excluded.mtime, hash = excluded.hash, modality = excluded.modality, vector = excluded.vector, "
-            "ocr_text = excluded.ocr_text, transcript = excluded.transcript, error = excluded.error, "
-            "space = excluded.space",
+            "ocr_text = excluded.ocr_text, transcript = excluded.transcript, segments = excluded.segments, "
+            "error = excluded.error, space = excluded.space",
             (entry.rel, entry.size, entry.mtime, digest, *values, space))
 
     # -- search -----------------------------------------------------------------------------------------------
@@ -365,8 +376,10 @@ class FolderIndex:
         with self._lock:
             hits = []
             for rel, score, modality in ranked:
-                ocr, heard = self._con.execute("SELECT ocr_text, transcript FROM items WHERE path = ?", (rel,)).fetchone()
-                hits.append(Hit(str(self.root / rel), rel, score, modality, ocr or "", heard or ""))
+                ocr, heard, timed = self._con.execute("SELECT ocr_text, transcript, segments FROM items WHERE path = ?",
+                                                      (rel,)).fetchone()
+                segments = [(float(a), float(b), str(t)) for a, b, t in json.loads(timed)] if timed else []
+                hits.append(Hit(str(self.root / rel), rel, score, modality, ocr or "", heard or "", segments))
             return hits
 
     def stored_vector(self, path: Path) -> tuple[str, np.ndarray] | None:
@@ -422,6 +435,19 @@ def good_matches(hits: list[Hit]) -> list[Hit]:
         return []
     best = hits[0].score
     return [hit for hit in hits if hit.score >= RELEVANCE_FLOOR and hit.score >= best - RELEVANCE_MARGIN]
+
+
+def best_passage(query: str, passages: list[str], runtime: Runtime | None = None) -> int:
+    """Which of a file's passages (transcript segments, lines of its text) says most nearly what `query` asks:
+    where a search result opens. The text encoder alone: the file as a whole was already ranked in the shared
+    space, this only picks the place inside it. 0 when there is no query (a "files like this one" search)."""
+    from .text import embed_texts
+
+    usable = [i for i, passage in enumerate(passages) if passage.strip()]
+    if not query.strip() or len(usable) < 2:
+        return usable[0] if usable else 0
+    vectors = embed_texts([query] + [passages[i] for i in usable], runtime or get_runtime())
+    return usable[int(np.argmax(vectors[1:] @ vectors[0]))]
 
 
 def search_options(runtime: Runtime, language: str = "en") -> PerceptionOptions:

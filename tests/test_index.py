@@ -128,7 +128,10 @@ def test_incremental_update_change_rename_copy_delete(folder, runtime, tmp_path)
         assert time.monotonic() - start < 30
         paths = {item["path"] for item in index.items()}
         assert paths == {"pictures/cake.txt", "invoice_scan.png", "invoice_copy.png", "voice_memo.wav"}
-        assert _top(index.search_vector(_query("fixing a punctured bike wheel", runtime))) == "voice_memo.wav"
+        (memo,) = index.search_vector(_query("fixing a punctured bike wheel", runtime), top=1)
+        assert memo.rel == "voice_memo.wav"
+        # its timed transcript is kept, so a search result can play from the part that matches
+        assert memo.segments and memo.segments[0][0] < memo.segments[-1][1] and "bicycle" in memo.segments[0][2].lower()
         assert "pictures/chelsea.jpg" not in [h.rel for h in index.search_vector(_query("a cat", runtime), top=10)]
 
 
@@ -147,7 +150,7 @@ def test_migration_from_version_one_keeps_rows_and_reencodes(tmp_path, runtime):
     con.close()
     with FolderIndex(folder) as index:
         (version,) = index._con.execute("SELECT version FROM schema_version").fetchone()
-        assert version == SCHEMA_VERSION == 2
+        assert version == SCHEMA_VERSION == 3
         assert [item["space"] for item in index.items()] == [""]
         summary = index.update(runtime)  # a vector of unknown origin is recomputed in the bundle's space
         assert summary.changed == 1

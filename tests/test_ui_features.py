@@ -6,6 +6,7 @@ and classifying it with a head taught in the test, the license notes of the Mode
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from conftest import UI_TIMEOUT_MS, speak
+from desktop.system import FILE_MANAGER_SHOW_ITEMS
 from media import CHROMIUM, chromium_flags, write_y4m
 
 TIMEOUT_MS = UI_TIMEOUT_MS
@@ -236,9 +238,12 @@ def test_a_gpu_choice_that_cannot_be_honoured_says_so(runtime):
     assert "no GPU provider: everything runs on the CPU" in shown and "Running on **CPU**" in shown
 
 
-def test_a_processed_folder_is_searchable_and_a_typed_query_is_what_is_searched(page, media, tmp_path):
+def test_a_processed_folder_is_searchable_and_a_typed_query_is_what_is_searched(page, media, tmp_path, monkeypatch):
     """Folder tab -> Search tab with no index step; a file left attached does not hijack a typed query; a query
-    with nothing like it in the folder says so instead of listing every file."""
+    with nothing like it in the folder says so instead of listing every file; a result opens (picture, text, a
+    recording from the part that matches) and is handed to the system's file manager."""
+    import soundfile as sf
+
     from docs import INVOICE, render
 
     folder = tmp_path / "archive"
@@ -246,6 +251,9 @@ def test_a_processed_folder_is_searchable_and_a_typed_query_is_what_is_searched(
     Image.fromarray(media["chelsea"]).save(folder / "cat.jpg", quality=90)
     Image.open(media["motorcycle"]).save(folder / "motorcycle.jpg", quality=90)
     render(INVOICE, seed=5).image.save(folder / "invoice_scan.png")
+    first, rate = sf.read(speak("The museum is closed on Mondays.", tmp_path / "a.wav"), dtype="float32")
+    second, _ = sf.read(speak("Remember to water the tomato plants in the garden.", tmp_path / "b.wav"), dtype="float32")
+    sf.write(folder / "memo.wav", np.concatenate([first, np.zeros(3 * rate, np.float32), second]), rate)
     page.get_by_role("tab", name="Folder").click()
     translate = page.get_by_label("translate", exact=True)
     assert not page.locator("#folder-target").is_visible()  # a task's options only while it is chosen
@@ -270,12 +278,46 @@ def test_a_processed_folder_is_searchable_and_a_typed_query_is_what_is_searched(
     results = page.locator("#search-results")
     results.get_by_text("invoice_scan.png").first.wait_for()
     shown = results.inner_text()
-    assert shown.lstrip().startswith("1. invoice_scan.png"), shown
+    assert results.locator(".fd-result").first.inner_text().startswith("1. invoice_scan.png"), shown
     assert "cat.jpg" not in shown and "motorcycle.jpg" not in shown  # good matches only
 
     page.get_by_label("Search", exact=True).fill("a quantum physics lecture")
     page.locator("#search-button").click()
     results.get_by_text("No good match").wait_for()
+
+    preview = page.locator("#search-preview-text")
+    page.get_by_label("Search", exact=True).fill("jobs to do in the vegetable garden")
+    page.locator("#search-button").click()
+    results.get_by_text("memo.wav").first.click()  # a result card opens below the list...
+    preview.get_by_text("where it says").wait_for()
+    assert re.search(r"Plays from 0:0[3-9], where it says “.*tomato", preview.inner_text()), preview.inner_text()
+    page.locator("#search-preview-audio audio, #search-preview-audio button").first.wait_for()  # ...with its player
+
+    page.get_by_label("Search", exact=True).fill("the invoice")
+    page.locator("#search-button").click()
+    results.get_by_text("invoice_scan.png").first.click()
+    preview.get_by_text("INVOICE").first.wait_for()
+    assert "Reads:" in preview.inner_text()
+
+    # The file manager is the desktop's: here a stand-in program on PATH records what it was asked to show.
+    asked = tmp_path / "asked.txt"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program in ("dbus-send", "xdg-open"):
+        (bin_dir / program).write_text(f'#!/bin/sh\necho "{program} $*" >> "{asked}"\n')
+        (bin_dir / program).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    page.get_by_label("Search", exact=True).fill("a cat")
+    page.locator("#search-button").click()
+    page.locator(".fd-thumbs img").first.click()  # a thumbnail opens its picture
+    page.locator("#search-preview-picture img").wait_for()
+    page.locator("#search-reveal").click()
+    page.locator("#search-action").get_by_text("Showed cat.jpg in its folder (dbus-send)").wait_for()
+    page.locator("#search-open").click()
+    page.locator("#search-action").get_by_text("Opened cat.jpg (xdg-open)").wait_for()
+    assert asked.read_text().splitlines() == [
+        f"dbus-send {' '.join(FILE_MANAGER_SHOW_ITEMS[1:])} array:string:{(folder / 'cat.jpg').as_uri()} string:",
+        f"xdg-open {folder / 'cat.jpg'}"]
 
 
 def test_files_tab_offers_no_empty_subtitles_and_no_english_to_english(runtime, tmp_path):
