@@ -69,8 +69,31 @@ def _install_permission_policy(app_url: str) -> None:
     os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = " ".join(f for f in flags if f != FAKE_UI_FLAG)
 
 
+_open_window = None  # the native window while it is shown: the page's "Choose…" buttons open dialogs in it
+
+
+def can_choose_folders() -> bool:
+    """True while the app runs in its own window (a browser tab has no way to give the server a folder's path:
+    there the person types or pastes it)."""
+    return _open_window is not None
+
+
+def choose_folder(start: str = "") -> str | None:
+    """The system's folder dialog, opened in the window at `start` (a folder that exists) or where it was last;
+    the chosen folder, or None when the person cancelled or there is no window."""
+    import webview
+
+    window = _open_window
+    if window is None:
+        return None
+    start_at = str(Path(start).expanduser()) if start and Path(start).expanduser().is_dir() else ""
+    chosen = window.create_file_dialog(webview.FileDialog.FOLDER, directory=start_at)
+    return chosen[0] if chosen and chosen[0] else None  # pywebview gives ("",) on cancel with Qt, None elsewhere
+
+
 def open_window(url: str, title: str = TITLE, on_shown=None) -> None:
     """Show `url` in a native window; returns when the window is closed."""
+    global _open_window
     os.environ.setdefault("PYWEBVIEW_GUI", "qt")
     os.environ.setdefault("QT_API", "pyside6")
     import webview
@@ -80,7 +103,11 @@ def open_window(url: str, title: str = TITLE, on_shown=None) -> None:
     window = webview.create_window(title, url, width=1280, height=860, min_size=(800, 600))
     if on_shown is not None:
         window.events.loaded += lambda: on_shown(window)
-    webview.start(gui="qt", icon=str(icon) if icon.is_file() else None, private_mode=True)
+    _open_window = window
+    try:
+        webview.start(gui="qt", icon=str(icon) if icon.is_file() else None, private_mode=True)
+    finally:
+        _open_window = None
 
 
 def run_app(browser: bool = False, port: int = 0, open_browser: bool = True, on_shown=None) -> int:

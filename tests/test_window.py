@@ -48,6 +48,30 @@ def wait_for(w, expression, seconds=30):
     while time.monotonic() < deadline and not w.evaluate_js(expression):
         time.sleep(0.2)
 
+def file_dialog(seconds=20):
+    from qtpy.QtWidgets import QApplication, QFileDialog
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = [d for d in QApplication.topLevelWidgets() if isinstance(d, QFileDialog) and d.isVisible()]
+        if found:
+            return found[0]
+        time.sleep(0.2)
+
+def choose_folder_in_dialog(w):
+    # The Folder tab's "Choose…" opens the system's folder dialog (at this process's working directory, as the
+    # folder box is empty); accepting it, as a person pressing "Choose" would, puts that folder in the box.
+    from qtpy.QtCore import QMetaObject, Qt
+    box = "document.querySelector('#folder-dir textarea, #folder-dir input')"
+    w.evaluate_js("[...document.querySelectorAll('[role=tab]')].find(t => t.innerText.trim() === 'Folder').click()")
+    wait_for(w, "!!document.querySelector('#folder-choose')")
+    w.evaluate_js("document.querySelector('#folder-choose').click()")
+    dialog = file_dialog()
+    out["dialog"] = dialog.windowTitle() if dialog is not None else None
+    if dialog is not None:
+        QMetaObject.invokeMethod(dialog, "accept", Qt.ConnectionType.QueuedConnection)
+        wait_for(w, f"{box}.value !== ''")
+        out["chosen_folder"] = w.evaluate_js(f"{box}.value")
+
 def shown(w):
     if "app_url" in out:
         return  # the second page (another origin) loaded: handled below
@@ -56,6 +80,7 @@ def shown(w):
     time.sleep(1.0)  # let the page paint
     subprocess.run(["import", "-window", "root", shot], check=True)
     out["own_origin"] = ask_media(w)
+    choose_folder_in_dialog(w)
     other = HTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=other_dir))
     threading.Thread(target=other.serve_forever, daemon=True).start()
     w.load_url(f"http://127.0.0.1:{other.server_address[1]}/index.html")
@@ -100,7 +125,9 @@ def window_run(display, tmp_path_factory):
     other.mkdir()
     (other / "index.html").write_text("<html><head><title>other</title></head><body>another site</body></html>")
     shot = folder / "screen.png"
-    run = subprocess.run([sys.executable, "-c", DRIVER, str(shot), str(other)], cwd=ROOT, env=_app_env(display),
+    pick = folder / "picked"  # the app's working directory: where the folder dialog opens when the box is empty
+    pick.mkdir()
+    run = subprocess.run([sys.executable, "-c", DRIVER, str(shot), str(other)], cwd=pick, env=_app_env(display),
                          capture_output=True, text=True, timeout=150)
     line = next((l for l in run.stdout.splitlines() if l.startswith("RESULT ")), None)
     assert line, f"the window run gave no result (rc {run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
@@ -126,6 +153,12 @@ def test_media_only_for_the_apps_own_origin(window_run):
     result, _ = window_run
     assert result["own_origin"] == "granted"
     assert result["other_origin"].startswith("denied"), result["other_origin"]
+
+
+def test_choose_opens_the_system_folder_dialog(window_run):
+    result, shot = window_run
+    assert result["dialog"], "no folder dialog opened"
+    assert result["chosen_folder"] == str(shot.parent / "picked")
 
 
 def test_closing_the_window_stops_the_server(window_run):
