@@ -253,7 +253,7 @@ def teach_tab(app: gr.Blocks | None = None) -> None:
                                   elem_id="teach-uploads")
                 add_files_button = gr.Button("Add files to this class")
             with gr.Tab("Webcam"):
-                snapshot = gr.Image(sources=["webcam"], type="pil", label="Snapshot")
+                snapshot = gr.Image(sources=["webcam"], type="pil", label="Snapshot", elem_id="teach-snapshot")
                 add_snapshot_button = gr.Button("Add snapshot to this class")
             with gr.Tab("Microphone"):
                 recording = gr.Audio(sources=["microphone"], type="filepath", label="Recording")
@@ -388,16 +388,19 @@ def teach_tab(app: gr.Blocks | None = None) -> None:
         head = import_head(upload if isinstance(upload, str) else upload.name, replace=False)
         return gr.update(choices=head_names(), value=head.name), f"Imported **{head.name}** ({', '.join(head.classes)})."
 
-    add_class_button.click(on_add_class, [name, new_class], [current, counts, *card, new_class, added])
-    new_class.submit(on_add_class, [name, new_class], [current, counts, *card, new_class, added])
+    # A refused step (no snapshot yet, an empty class name) is said once, in the message under the card; the
+    # other outputs stay as they were instead of each showing its own "Error" badge.
+    at = {"show_progress_on": [added]}
+    add_class_button.click(on_add_class, [name, new_class], [current, counts, *card, new_class, added], **at)
+    new_class.submit(on_add_class, [name, new_class], [current, counts, *card, new_class, added], **at)
     name.change(refresh_classes, [name], [current, counts, *card])
     current.change(class_view, [name, current], card)
     pictures.select(on_pick_picture, [name, current], [example_choice])
-    add_files_button.click(on_add_files, [name, current, uploads], [counts, uploads, added, *card])
-    add_snapshot_button.click(on_snapshot, [name, current, snapshot], [counts, added, *card])
-    add_recording_button.click(on_recording, [name, current, recording], [counts, recording, added, *card])
-    delete_example_button.click(on_delete_example, [name, current, example_choice], [counts, added, *card])
-    delete_class_button.click(on_delete_class, [name, current], [current, counts, *card, added])
+    add_files_button.click(on_add_files, [name, current, uploads], [counts, uploads, added, *card], **at)
+    add_snapshot_button.click(on_snapshot, [name, current, snapshot], [counts, added, *card], **at)
+    add_recording_button.click(on_recording, [name, current, recording], [counts, recording, added, *card], **at)
+    delete_example_button.click(on_delete_example, [name, current, example_choice], [counts, added, *card], **at)
+    delete_class_button.click(on_delete_class, [name, current], [current, counts, *card, added], **at)
     train_button.click(on_train, [name, folds], [report, confusion, head_choice])
     refresh.click(lambda: gr.update(choices=head_names()), None, [head_choice])
     try_button.click(on_try, [head_choice, try_image, try_audio, try_text], [scores])

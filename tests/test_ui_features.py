@@ -416,3 +416,70 @@ def test_a_transcript_row_plays_the_recording_from_its_start(page, tmp_path):
     assert not state["paused"], state
     assert int(minutes) * 60 + float(seconds) > 2.0
     assert state["time"] >= int(minutes) * 60 + float(seconds) - 0.05, state  # played from the row's start
+
+
+def test_a_snapshot_lands_in_the_chosen_class_and_the_work_survives_a_restart(page, browser, tmp_path):
+    """The webcam snapshot goes into the class picked (not the first one); a new app process on the same data
+    folder brings back the model name, classes and examples."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from desktop.ui_teach import class_counts
+
+    page.get_by_role("tab", name="Teach").click()
+    page.get_by_label("Model name").fill("desk")
+    for name in ("cat", "cup"):
+        page.get_by_label("New class").fill(name)
+        page.get_by_role("button", name="Add class", exact=True).click()
+        page.locator("#teach-added").get_by_text(f"Added the class {name}").wait_for()
+    pick_class(page, "cup")
+    page.get_by_role("tab", name="Webcam").click()
+    snapshot = page.locator("#teach-snapshot")
+    snapshot.get_by_text("Click to Access Webcam").click()
+    snapshot.get_by_role("button", name="capture photo").click()
+    snapshot.locator("img").wait_for()
+    page.get_by_role("button", name="Add snapshot to this class").click()
+    page.locator("#teach-added").get_by_text("Added a snapshot to cup (1 example)").wait_for()
+    assert class_counts("desk") == {"cat": 0, "cup": 1}
+    assert page.locator("#teach-examples img").count() == 1
+
+    env = {key: value for key, value in os.environ.items() if key not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    app = subprocess.Popen([sys.executable, "-m", "desktop"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        url = next(line.split(" at ")[1].split()[0] for line in app.stdout if "FusionDesk is running at" in line)
+        again = browser.new_page()
+        again.set_default_timeout(UI_TIMEOUT_MS)
+        again.goto(url)
+        again.get_by_role("tab", name="Teach").click()
+        deadline = time.monotonic() + 30
+        while again.get_by_label("Model name").input_value() != "desk" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert again.get_by_label("Model name").input_value() == "desk"
+        again.locator("#teach-counts").get_by_text("cup").wait_for()
+        pick_class(again, "cup")
+        again.locator("#teach-examples img").first.wait_for()
+        again.close()
+    finally:
+        app.send_signal(signal.SIGINT)
+        app.communicate(timeout=30)
+
+
+def test_the_models_tab_says_when_a_gpu_choice_cannot_be_honoured(page, runtime):
+    import onnxruntime as ort
+
+    from engine.runtime import set_runtime
+
+    if any(p in ort.get_available_providers() for p in ("CUDAExecutionProvider", "DmlExecutionProvider",
+                                                         "CoreMLExecutionProvider")):
+        pytest.skip("this machine has a GPU provider: the choice is honoured")
+    page.get_by_role("tab", name="Models & settings").click()
+    page.get_by_label("gpu", exact=True).check()
+    try:
+        page.get_by_role("button", name="Apply and save").click()
+        page.get_by_text("this ONNX Runtime has no GPU provider: everything runs on the CPU").wait_for()
+        assert "Running on CPU" in page.get_by_text("Running on").last.inner_text()
+    finally:
+        set_runtime(runtime)  # the rest of the module goes on with the session's CPU runtime
