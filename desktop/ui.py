@@ -48,6 +48,7 @@ ICON = ASSETS / "icon.png"
 FPS_WINDOW = 30  # frames the live frames-per-second figure averages over
 MIC_STREAM_EVERY = 0.2  # seconds of browser audio per chunk: short enough that a phrase's end is seen quickly
 CAMERA_STREAM_EVERY = 0.04  # ask for frames faster than the classifier runs: it then sets the pace
+LIVE_CAMERA_QUEUE = "live-camera"  # the webcam stream's own Gradio concurrency group (see _live_tab)
 LANGUAGES = [("English (fast model)", "en"), ("Detect the language", "auto"), ("German", "de"), ("French", "fr"),
              ("Spanish", "es"), ("Italian", "it"), ("Portuguese", "pt"), ("Dutch", "nl"), ("Chinese", "zh"),
              ("Japanese", "ja")]
@@ -949,10 +950,18 @@ def _live_tab(app: gr.Blocks) -> None:
             view = gr.Image(label="Objects and background", type="pil", format="jpeg", interactive=False,
                             visible=False, elem_id="live-view")
             objects = gr.Markdown(elem_id="live-objects")
+    # Frames never queue, so a slow frame (a busy machine) costs frame rate, never lag. Gradio 6 sees to it: the
+    # page posts a frame every CAMERA_STREAM_EVERY without waiting for labels, each post replaces the stream's
+    # one pending frame (gradio/routes.py, POST /stream/{event_id}: `event.data = body`), and when a frame is
+    # done the next call takes whatever frame is newest; the ones in between are dropped unseen. So the handler
+    # needs no age check of its own (a frame waiting for it is at most one post interval old), and measured
+    # (bench/bench_live.py, under load) the lag stays ~0.1-0.2 s and does not grow. The stream has its own
+    # concurrency group, one stream at a time: it never waits behind a Files analysis or a Folder run, which
+    # have groups of their own, and holds its slot for as long as the camera streams.
     camera.stream(classify_frame, [camera, live_labels_text, live_top, vision, live_boxes, live_background,
                                    live_head_name],
                   [seen, fps, view, objects, vision], stream_every=CAMERA_STREAM_EVERY, concurrency_limit=1,
-                  show_progress="hidden", api_visibility="private")
+                  concurrency_id=LIVE_CAMERA_QUEUE, show_progress="hidden", api_visibility="private")
     for option in (live_boxes, live_background):
         option.change(lambda boxes, background: gr.update(visible=bool(boxes) or background != "keep"),
                       [live_boxes, live_background], [view], api_visibility="private")
@@ -1092,13 +1101,39 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# Gradio 6's file route (`/file=<url>`, `/gradio_api/file=<url>`) fetches an http(s) URL from the internet when
+# asked (route_utils.secure_url_stream_response): any page open in the person's browser could make the app go
+# online that way. FusionDesk never fetches from the network, so such requests are refused before gradio sees them.
+# A scheme is two letters or more: "C:" is a Windows path to a file in gradio's cache, not a URL.
+REMOTE_FILE_REQUEST = re.compile(r"/file=\s*([a-z][a-z0-9+.-]+:|//)", re.IGNORECASE)
+
+
+class LocalFilesOnly:
+    """ASGI middleware in front of the app: refuses file requests that name a URL."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and REMOTE_FILE_REQUEST.search(scope.get("path", "")):
+            from starlette.responses import PlainTextResponse
+
+            refusal = PlainTextResponse("FusionDesk serves files from this computer only; it never fetches from "
+                                        "the network.", status_code=403)
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def launch(port: int = 0, open_browser: bool = False, quiet: bool = True) -> tuple[gr.Blocks, str]:
     """Build and serve the app on 127.0.0.1 in background threads; returns the app and its address."""
+    from starlette.middleware import Middleware
+
     app = build_app()
     app.queue(default_concurrency_limit=2)
     port = port or free_port()
     app.launch(server_name=HOST, server_port=port, prevent_thread_lock=True, inbrowser=open_browser, quiet=quiet,
                share=False, show_error=False, ssr_mode=False, mcp_server=False, pwa=False,
                favicon_path=str(ICON) if ICON.is_file() else None, footer_links=["api", "settings"],
-               theme=gr.themes.Soft(), css=CSS)
+               theme=gr.themes.Soft(), css=CSS, app_kwargs={"middleware": [Middleware(LocalFilesOnly)]})
     return app, f"http://{HOST}:{port}/"
