@@ -213,15 +213,18 @@ class Runtime:
                 self._pool = ThreadPoolExecutor(max_workers=self.threads - 1, thread_name_prefix="fusiondesk-batch")
             return self._pool
 
-    def session_for_file(self, path: Path | str, key: tuple[str, str] | None = None) -> ort.InferenceSession:
-        """A session for an ONNX file outside the bundle (a user's trained head, a test's tiny model)."""
+    def session_for_file(self, path: Path | str, key: tuple[str, str] | None = None,
+                         content: bytes | None = None) -> ort.InferenceSession:
+        """A session for an ONNX file outside the bundle (a user's trained head, a test's tiny model). `content`:
+        the file's bytes as the caller already read and checked them, so that exactly those run (the file on
+        disk could have been replaced since)."""
         path = Path(path)
         key = key or (f"file:{path.resolve()}", "model")
 
         def make():
-            if not path.is_file():
+            if content is None and not path.is_file():
                 raise FusionDeskError(f"model file {path} does not exist")
-            return self._open(path, key)
+            return self._open(path, key, content=content)
 
         return self._cached_session(key, make)
 
@@ -244,7 +247,7 @@ class Runtime:
             self._pool = None
 
     def _open(self, path: Path, key: tuple[str, str], memory_arena: bool = False,
-              threads: int | None = None) -> ort.InferenceSession:
+              threads: int | None = None, content: bytes | None = None) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.enable_cpu_mem_arena = memory_arena
         options.intra_op_num_threads = threads or self.threads
@@ -258,7 +261,8 @@ class Runtime:
         options.log_severity_level = 3  # ORT's own warnings go to stderr unformatted; we report what matters
         wanted = choose_providers(self.device)
         try:
-            session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
+            session = ort.InferenceSession(content if content is not None else str(path), sess_options=options,
+                                           providers=wanted)
         except Exception as exc:  # ORT raises its own exception types; turn them into one readable message
             raise FusionDeskError(f"cannot load model file {path}: {exc}") from exc
         got = session.get_providers()

@@ -605,6 +605,7 @@ class Head:
     path: Path
     metadata: dict[str, Any]
     sha256: str
+    content: bytes = field(default=b"", repr=False)  # the bytes read_head checked: the ones that run
 
     @property
     def classes(self) -> list[str]:
@@ -653,6 +654,67 @@ class Head:
         return options
 
 
+# What a head file may contain: the operators export_onnx writes (a shared file could hold any graph, and the app
+# runs it), tensors inside the file only (an external-data path could point anywhere on the disk), and weights of a
+# size a head has (the largest kind, fusion attention over image, text and sound blocks, holds about 70,000 numbers;
+# the cap leaves room for many classes and wider blocks while refusing a header that declares gigabytes).
+HEAD_OPERATORS = frozenset({"Add", "Concat", "Div", "Identity", "MatMul", "Mul", "ReduceSum", "Softmax", "Sqrt",
+                            "Sub", "Tanh", "Unsqueeze"})
+HEAD_MAX_WEIGHTS = 16_000_000  # numbers in all the file's tensors together (64 MB of float32)
+
+
+def check_head_graph(model, metadata: dict[str, Any]) -> None:
+    """Raise ValueError (with the reason) unless the graph is one a FusionDesk head can be: inputs and output as
+    export_onnx names and shapes them, only its operators, every tensor stored in the file and of honest size."""
+    from onnx import TensorProto, numpy_helper
+
+    graph = model.graph
+    if any(opset.domain not in ("", "ai.onnx") for opset in model.opset_import) or model.functions:
+        raise ValueError("it uses operators from outside the ONNX standard")
+    foreign = sorted({node.op_type for node in graph.node if node.op_type not in HEAD_OPERATORS or node.domain})
+    if foreign:
+        raise ValueError(f"it contains operators a head does not use ({', '.join(foreign[:5])})")
+    if any(attr.type in (attr.GRAPH, attr.GRAPHS, attr.TENSOR, attr.SPARSE_TENSOR) for node in graph.node
+           for attr in node.attribute):
+        raise ValueError("its operators carry subgraphs or tensors, which a head does not have")
+    total = 0
+    for tensor in graph.initializer:
+        if tensor.data_location == TensorProto.EXTERNAL or tensor.external_data:
+            raise ValueError(f"tensor {tensor.name!r} refers to data outside the file")
+        declared = int(np.prod(tensor.dims, dtype=np.float64)) if tensor.dims else 1
+        total += declared
+        if total > HEAD_MAX_WEIGHTS:
+            raise ValueError(f"its tensors declare {total:,} numbers, more than a head has ({HEAD_MAX_WEIGHTS:,})")
+        try:
+            stored = numpy_helper.to_array(tensor).size
+        except Exception:  # onnx cannot shape the data it holds to the dimensions it declares
+            stored = None
+        if stored != declared:
+            raise ValueError(f"tensor {tensor.name!r} does not hold the {declared:,} numbers it declares")
+    if graph.sparse_initializer:
+        raise ValueError("it has sparse tensors, which a head does not have")
+
+    def shape(value) -> list:
+        return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim]
+
+    expected = {}
+    for block in metadata["blocks"]:
+        expected[block["name"]] = int(block["dim"])
+        expected[f"{block['name']}_mask"] = None
+    given = {value.name: value for value in graph.input if value.name not in {t.name for t in graph.initializer}}
+    if set(given) != set(expected):
+        raise ValueError(f"its inputs are {sorted(given)}, but its metadata names {sorted(expected)}")
+    for name, dim in expected.items():
+        value = given[name]
+        dims = shape(value)
+        if value.type.tensor_type.elem_type != TensorProto.FLOAT or len(dims) != (1 if dim is None else 2) or (
+                dim is not None and dims[1] != dim):
+            raise ValueError(f"input {name!r} has shape {dims}, a head's is {['batch'] + ([dim] if dim else [])}")
+    outputs = {value.name: shape(value) for value in graph.output}
+    if list(outputs) != ["probs"] or len(outputs["probs"]) != 2 or outputs["probs"][1] != len(metadata["classes"]):
+        raise ValueError(f"its output is {outputs}, a head's is probs [batch, {len(metadata['classes'])}]")
+
+
 def read_head(path: Path | str, name: str | None = None) -> Head:
     """A head file's metadata, checked for shape; InputFileError when it is not a FusionDesk head."""
     import onnx
@@ -676,10 +738,16 @@ def read_head(path: Path | str, name: str | None = None) -> Head:
         for key in ("classes", "blocks", "encoders", "bundle_version"):
             if key not in metadata:
                 raise ValueError(f"no {key!r}")
-    except ValueError as exc:
+        if not all(isinstance(b, dict) and {"name", "dim"} <= set(b) for b in metadata["blocks"]):
+            raise ValueError("blocks without a name and a dimension")
+    except (ValueError, TypeError) as exc:
         raise InputFileError(path, f"has unreadable head metadata ({exc})") from exc
+    try:
+        check_head_graph(model, metadata)
+    except ValueError as exc:
+        raise InputFileError(path, f"is not a safe FusionDesk head: {exc}") from exc
     return Head(name=name or metadata.get("name") or path.stem, path=path, metadata=metadata,
-                sha256=hashlib.sha256(data).hexdigest())
+                sha256=hashlib.sha256(data).hexdigest(), content=data)
 
 
 def save_head(model, name: str) -> Path:
@@ -728,7 +796,7 @@ def import_head(source: Path | str, name: str | None = None, runtime: Runtime | 
     target = head_path(head.name)
     if target.exists() and not replace:
         raise HeadError(f"a head named {head.name!r} already exists: choose another name or replace it")
-    atomic_write_bytes(target, Path(source).read_bytes())
+    atomic_write_bytes(target, head.content)  # the bytes that were checked, not a second read of the source
     return read_head(target, name=head.name)
 
 
@@ -762,7 +830,7 @@ def run_head_file(head: Head, features: Features, runtime: Runtime | None = None
     """Class probabilities [N, classes] from the head's ONNX graph, through the runtime's session code."""
     runtime = runtime or get_runtime()
     # Keyed by content, so that a head retrained under the same name is not served from a stale session.
-    session = runtime.session_for_file(head.path, key=(f"head:{head.sha256}", "model"))
+    session = runtime.session_for_file(head.path, key=(f"head:{head.sha256}", "model"), content=head.content or None)
     feeds = {}
     for name in head.blocks:
         feeds[name] = np.ascontiguousarray(features.blocks[name], dtype=np.float32)

@@ -327,3 +327,71 @@ def test_cli_train_never_replaces_a_saved_head_without_replace(blocks, tmp_path,
     error = capsys.readouterr().err
     assert "already exists" in error and "--replace" in error
     assert saved.read_bytes() == before  # refused before any training: the user's head is untouched
+
+
+def crafted(head_file: Path, target: Path, change) -> Path:
+    """A copy of a real head file with one thing changed, as someone could share it."""
+    import onnx
+
+    model = onnx.load_from_string(head_file.read_bytes())
+    change(model)
+    target.write_bytes(model.SerializeToString())
+    return target
+
+
+def test_crafted_head_files_are_refused_with_a_reason(blocks, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    runtime = fake_runtime(tmp_path / "bundle")
+    for kind in teach.CANDIDATES:  # every kind the app trains passes the check (so the limits fit real heads)
+        save_synthetic_head(blocks, runtime, name=f"real-{kind}", kind=kind)
+        teach.read_head(teach.head_path(f"real-{kind}"))
+    real = teach.head_path(f"real-{list(teach.CANDIDATES)[-1]}")
+
+    def external(model):
+        weights = model.graph.initializer[0]
+        weights.data_location = TensorProto.EXTERNAL
+        weights.ClearField("raw_data")
+        weights.ClearField("float_data")
+        weights.external_data.add(key="location", value="../../../../etc/passwd")
+
+    def declared(name: str, dims: list[int]) -> TensorProto:  # a tensor whose header says more than it holds
+        tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, raw_data=b"\0" * 16)
+        tensor.dims.extend(dims)
+        return tensor
+
+    def huge(model):
+        model.graph.initializer.append(declared("giant", [100_000, 100_000]))
+
+    def lying_size(model):
+        model.graph.initializer.append(declared("liar", [1000]))
+
+    def wrong_shape(model):
+        model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 7
+
+    def foreign_op(model):
+        model.graph.node.append(helper.make_node("ConstantOfShape", ["image_mask"], ["grown"]))
+
+    def custom_domain(model):
+        model.graph.node.append(helper.make_node("Run", ["image_mask"], ["ran"], domain="com.example"))
+
+    cases = {external: "refers to data outside the file", huge: "declare 10,000,0[0-9,]+ numbers, more than a head has",
+             lying_size: "does not hold the 1,000 numbers it declares", wrong_shape: "input 'image' has shape",
+             foreign_op: "operators a head does not use \\(ConstantOfShape\\)", custom_domain: "operators a head does not use"}
+    before = sorted(p.name for p in teach.heads_dir().iterdir())
+    for change, reason in cases.items():
+        shared = crafted(real, tmp_path / f"{change.__name__}.onnx", change)
+        with pytest.raises(InputFileError, match=f"is not a safe FusionDesk head: .*{reason}"):
+            teach.import_head(shared, name=change.__name__.replace("_", "-"), runtime=runtime)
+    assert sorted(p.name for p in teach.heads_dir().iterdir()) == before  # nothing was added to the heads folder
+    assert onnx.load_from_string(real.read_bytes())  # the real head is untouched
+
+    # What runs is what was checked: a head file replaced on disk after it was loaded does not slip in.
+    head = teach.load_head(real.stem, runtime)
+    expected = teach.run_head_file(head, blocks[0], runtime)
+    real.write_bytes(crafted(real, tmp_path / "swap.onnx", foreign_op).read_bytes())
+    runtime.close()
+    np.testing.assert_array_equal(teach.run_head_file(head, blocks[0], runtime), expected)
+    with pytest.raises(InputFileError, match="not a safe FusionDesk head"):
+        teach.load_head(real.stem, runtime)
