@@ -9,8 +9,12 @@ text is ready after the speaker stops.
    real time, in the chunk size the browser microphone sends; the delay is from the moment the last
    spoken sample arrived to the moment the phrase's text was ready (voice activity must first hear the
    pause, then Whisper transcribes).
+3. Under load: labels per second with a Files-tab analysis running all along in the same server (a second
+   page keeps clicking Analyse), against the same count without it; the frames the browser sent per second;
+   and the lag, how long ago the camera produced the frame whose labels are shown (every frame of this feed
+   carries its number), which would grow and grow if frames queued.
 
-    .venv/bin/python bench/bench_live.py [--seconds 20] [--json out.json]
+    .venv/bin/python bench/bench_live.py [--seconds 20] [--json out.json] [--load-only]
 """
 
 from __future__ import annotations
@@ -101,6 +105,11 @@ def bench_classifier_alone(frames: int = 60) -> dict:
     return {"frames": frames, "labels_per_s": round(frames / (time.monotonic() - start), 1)}
 
 
+def frames_reported(page) -> int:
+    """The count of labelled frames the Live tab shows under the labels."""
+    return int(re.search(r"(\d+) frames$", page.locator("#live-fps").inner_text().strip()).group(1))
+
+
 def bench_webcam_in_browser(seconds: float, boxes: bool = False, background: str = "keep") -> dict:
     from playwright.sync_api import sync_playwright
     from skimage import data
@@ -111,7 +120,6 @@ def bench_webcam_in_browser(seconds: float, boxes: bool = False, background: str
     folder = Path(tempfile.mkdtemp(prefix="fusiondesk-bench-"))
     camera = write_y4m(folder / "camera.y4m", [data.chelsea(), data.coffee()], seconds_each=1.0, fps=30, size=(640, 480))
     app, url = launch()
-    frames_reported = lambda page: int(re.search(r"(\d+) frames$", page.locator("#live-fps").inner_text().strip()).group(1))  # noqa: E731
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_flags(video=camera))
@@ -134,6 +142,227 @@ def bench_webcam_in_browser(seconds: float, boxes: bool = False, background: str
         app.close()
     return {"boxes": boxes, "background": background, "seconds": round(t1 - t0, 1), "frames_labelled": last - first,
             "labels_per_s": round((last - first) / (t1 - t0), 1), "page_shows": shown.strip()}
+
+
+# -- under load: the same webcam count while a Files analysis runs, and how old each labelled frame is ----------
+
+AHEAD_FRAMES = 10  # see frame_lags
+CODE_BITS = 8  # a frame's number, stamped into the picture as black/white squares along its bottom edge
+
+
+def stamped_camera(path: Path, seconds: float = 4.0, fps: int = 30, size: tuple[int, int] = (640, 480)) -> Path:
+    """A looping Y4M feed like the other runs' (cat, then coffee, a second each) whose every frame carries its
+    own number, so that the server can tell which frame it was handed: the lag is then how long ago the camera
+    produced the frame whose labels are shown."""
+    from PIL import Image, ImageOps
+    from skimage import data
+
+    from media import rgb_to_i420
+
+    width, height = size
+    photos = [np.asarray(ImageOps.fit(Image.fromarray(p).convert("RGB"), size)) for p in (data.chelsea(), data.coffee())]
+    count = round(seconds * fps)
+    assert count <= 2 ** CODE_BITS
+    side = width // (2 * CODE_BITS)
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for index in range(count):
+            frame = photos[(index // fps) % len(photos)].copy()
+            frame[height - side:, : 2 * side * CODE_BITS] = 255
+            for bit in range(CODE_BITS):
+                if index >> bit & 1:
+                    frame[height - side:, 2 * side * bit: 2 * side * bit + side] = 0
+            out.write(b"FRAME\n" + rgb_to_i420(frame))
+    return path
+
+
+def frame_number(frame) -> int | None:
+    """The number stamped_camera put into a frame (read at the squares' centres, so any scaling is fine)."""
+    frame = np.asarray(frame)
+    if frame.ndim != 3:
+        return None
+    height, width = frame.shape[:2]
+    side = width / (2 * CODE_BITS)
+    y = int(height - side / 2)
+    luma = frame[..., :3].mean(axis=2)
+    return sum(1 << bit for bit in range(CODE_BITS) if luma[y, int(2 * side * bit + side / 2)] < 128)
+
+
+# Runs in the page: every frame the camera's <video> presents, its stamped number and the wall time (ms), so the
+# lag is measured against when the browser had the frame, not against a guess of the fake camera's clock.
+WATCH_FRAMES_JS = """([bits]) => {
+    const video = document.querySelector('[data-testid="webcam-video"]');
+    const canvas = document.createElement('canvas');
+    const context = canvas.getContext('2d', {willReadFrequently: true});
+    window.fdFrames = [];
+    const watch = () => {
+        const width = video.videoWidth, height = video.videoHeight;
+        if (width && height) {
+            const side = width / (2 * bits);
+            canvas.width = width; canvas.height = Math.ceil(side);
+            context.drawImage(video, 0, height - side, width, side, 0, 0, width, side);
+            const strip = context.getImageData(0, 0, width, canvas.height).data;
+            let number = 0;
+            for (let bit = 0; bit < bits; bit++) {
+                const at = (Math.floor(side / 2) * width + Math.floor(2 * side * bit + side / 2)) * 4;
+                if ((strip[at] + strip[at + 1] + strip[at + 2]) / 3 < 128) number |= 1 << bit;
+            }
+            window.fdFrames.push([number, Date.now()]);
+        }
+        video.requestVideoFrameCallback(watch);
+    };
+    video.requestVideoFrameCallback(watch);
+}"""
+
+
+def frame_lags(calls: list[dict], shown: list[list[float]], period: int) -> dict:
+    """How old each labelled frame was when its labels were ready: the handler's end (wall clock) minus when the
+    page's video presented that frame. The feed loops every `period` frames and the page presents only some
+    of them, so the presented numbers are counted on (unwrapped) and a frame's time is read off that line."""
+    if len(shown) < 2:
+        return {}
+    positions, times = [], []
+    for number, millis in shown:
+        step = 0 if not positions else (int(number) - positions[-1]) % period
+        positions.append(int(number) if not positions else positions[-1] + step)
+        times.append(millis / 1000)
+    positions, times = np.array(positions), np.array(times)
+    lags, ages = [], []
+    for call in calls:
+        before = np.flatnonzero(times <= call["wall_start"])
+        if not call["labelled"] or call["frame"] is None or not before.size:
+            continue
+        latest = positions[before[-1]]  # the newest frame the page had presented when the handler started
+        ahead = (call["frame"] - latest) % period
+        # The handler's frame is that one or an older one, or one a few frames newer: the page's canvas can
+        # grab a frame before the page's frame callback has reported it.
+        position = latest + ahead if ahead <= AHEAD_FRAMES else latest - (latest - call["frame"]) % period
+        presented = float(np.interp(position, positions, times))
+        lags.append(call["wall_end"] - presented)
+        ages.append(call["wall_start"] - presented)
+    if not lags:
+        return {}
+    third = max(1, len(lags) // 3)
+    return {"lag_median_s": round(float(np.median(lags)), 3), "lag_p90_s": round(float(np.percentile(lags, 90)), 3),
+            "lag_max_s": round(float(np.max(lags)), 3), "frame_age_at_start_median_s": round(float(np.median(ages)), 3),
+            # frames that queued would show as a lag that keeps growing: the first third against the last
+            "lag_median_first_third_s": round(float(np.median(lags[:third])), 3),
+            "lag_median_last_third_s": round(float(np.median(lags[-third:])), 3),
+            "frame_age_at_start_p90_s": round(float(np.percentile(ages, 90)), 3),
+            "frame_age_at_start_max_s": round(float(np.max(ages)), 3), "frames_timed": len(lags)}
+
+
+def bench_webcam_under_load(seconds: float, load: bool) -> dict:
+    """Labels per second, frames the browser sent, and the lag, with or without a Files-tab analysis running
+    all along in the same server (a second page clicks Analyse on four photos, OCR, boxes and person masks on:
+    the Files tab's defaults, through the app's queue, as a person would)."""
+    import functools
+
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+    from skimage import data
+
+    import desktop.ui as ui
+    from media import CHROMIUM, chromium_flags
+
+    fps, period = 30, 120
+    folder = Path(tempfile.mkdtemp(prefix="fusiondesk-bench-"))
+    camera = stamped_camera(folder / "camera.y4m", seconds=period / fps, fps=fps)
+    photos = []
+    for name, picture in (("astronaut", data.astronaut()), ("chelsea", data.chelsea()), ("coffee", data.coffee()),
+                          ("motorcycle", data.stereo_motorcycle()[0])):
+        photos.append(folder / f"{name}.jpg")
+        Image.fromarray(picture).save(photos[-1], quality=92)
+
+    calls: list[dict] = []
+    analyses: list[float] = []  # when each Files analysis ended
+    analysing: list[tuple[float, float]] = []  # and when each ran
+    classify, analyse = ui.classify_frame, ui.analyse_files
+
+    @functools.wraps(classify)
+    def counted_classify(frame, *args, **kwargs):
+        start, wall_start = time.monotonic(), time.time()
+        out = classify(frame, *args, **kwargs)
+        skipped = out[0] == ui.gr.skip()  # a frame the handler dropped: nothing shown for it
+        calls.append({"start": start, "end": time.monotonic(), "wall_start": wall_start, "wall_end": time.time(),
+                      "labelled": not skipped, "frame": frame_number(frame) if frame is not None else None})
+        return out
+
+    @functools.wraps(analyse)
+    def counted_analyse(*args, **kwargs):
+        start = time.monotonic()
+        try:
+            return analyse(*args, **kwargs)
+        finally:  # counted even if it failed, so that the next one is started
+            analyses.append(time.monotonic())
+            analysing.append((start, analyses[-1]))
+
+    ui.classify_frame, ui.analyse_files = counted_classify, counted_analyse  # picked up by the page built next
+    try:
+        app, url = ui.launch()
+    finally:
+        ui.classify_frame, ui.analyse_files = classify, analyse
+    posts: list[float] = []
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_flags(video=camera))
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.on("request", lambda r: posts.append(time.monotonic())
+                    if r.method == "POST" and re.search(r"/stream/[0-9a-f]+$", r.url) else None)
+            page.goto(url)
+            page.get_by_text("Click to Access Webcam").click()
+            page.get_by_role("button", name="capture photo").click()
+            page.locator("#live-fps").get_by_text("frames per second").wait_for(timeout=30_000)
+            page.evaluate(WATCH_FRAMES_JS, [CODE_BITS])
+            files_page, clicks = None, 0
+            if load:
+                files_page = browser.new_page(viewport={"width": 1280, "height": 1000})
+                files_page.goto(url)
+                files_page.get_by_role("tab", name="Files").click()
+                files_page.locator("#files-input input[type=file]").set_input_files([str(p) for p in photos])
+                for photo in photos:
+                    files_page.locator("#files-input").get_by_text(photo.stem).first.wait_for()
+
+            def keep_busy(until: float) -> None:
+                nonlocal clicks
+                while time.monotonic() < until:
+                    if files_page is not None and len(analyses) >= clicks:  # the last analysis is done: start another
+                        files_page.locator("#files-run").click()
+                        clicks += 1
+                    page.wait_for_timeout(100)
+
+            keep_busy(time.monotonic() + 4)  # warm-up: sessions loaded, the stream and the load settled
+            first, t0, done0 = frames_reported(page), time.monotonic(), len(analyses)
+            keep_busy(t0 + seconds)
+            last, t1 = frames_reported(page), time.monotonic()
+            shown = page.evaluate("window.fdFrames")
+            browser.close()
+    finally:
+        app.close()
+    window = [c for c in calls if t0 <= c["start"] <= t1]
+    durations = [c["end"] - c["start"] for c in window]
+    sent = [t for t in posts if t0 <= t <= t1]
+    to_monotonic = time.monotonic() - time.time()
+    presented = [m for _, m in shown if t0 <= m / 1000 + to_monotonic <= t1]
+    result = {"load": "Files analysis" if load else "none", "seconds": round(t1 - t0, 1),
+              "labels_per_s": round((last - first) / (t1 - t0), 1),
+              "frames_sent_per_s": round(len(sent) / (t1 - t0), 1),
+              "handler_calls_per_s": round(len(window) / (t1 - t0), 1),
+              "frames_skipped_by_handler": sum(not c["labelled"] for c in window),
+              "analyses_finished": len(analyses) - done0 if load else 0,
+              "camera_frames_per_s": round(len(presented) / (t1 - t0), 1),
+              # the share of the time spent in the handler itself; the rest is Gradio's decoding and sending of
+              # each frame and its labels, and waiting for the next frame
+              "handler_busy_share": round(sum(durations) / (t1 - t0), 2),
+              "handler_s_median": round(float(np.median(durations)), 3) if durations else None,
+              "handler_s_max": round(max(durations), 3) if durations else None}
+    # Frames the page sent that no handler call ever saw: Gradio keeps only the newest one waiting.
+    result["frames_dropped_unseen_per_s"] = round(result["frames_sent_per_s"] - result["handler_calls_per_s"], 1)
+    if load:  # share of the window with an analysis running (one still running at the end counts to the end)
+        spans = analysing + ([(analyses[-1] if analyses else t0, t1)] if clicks > len(analyses) else [])
+        result["files_busy_share"] = round(sum(max(0.0, min(b, t1) - max(a, t0)) for a, b in spans) / (t1 - t0), 2)
+    result.update(frame_lags(window, shown, period))
+    return result
 
 
 def choose(page, label: str, option: str) -> None:
@@ -262,6 +491,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20, help="how long to count webcam frames")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--screenshots", metavar="DIR", help="only take screenshots of the main tabs into DIR")
+    parser.add_argument("--load-only", action="store_true",
+                        help="only the webcam alone and under load (a Files analysis running), with lags")
     args = parser.parse_args()
     if args.screenshots:
         for shot in take_screenshots(Path(args.screenshots)):
@@ -272,6 +503,18 @@ def main() -> int:
     import os
 
     report = {"cpu_count": os.cpu_count(), "onnxruntime": ort.__version__}
+    for key, load in (("webcam_alone", False), ("webcam_under_load", True)):
+        result = report[key] = bench_webcam_under_load(args.seconds, load)
+        print(f"webcam, load {result['load']}: {result['labels_per_s']} labelled frames/s (the page sent "
+              f"{result['frames_sent_per_s']}/s, {result['frames_dropped_unseen_per_s']}/s dropped unseen); lag "
+              f"median {result.get('lag_median_s')} s, 90% {result.get('lag_p90_s')} s, "
+              f"max {result.get('lag_max_s')} s, first/last third {result.get('lag_median_first_third_s')}/{result.get('lag_median_last_third_s')} s"
+              + (f"; Files analysis running {result['files_busy_share']:.0%} of the time, "
+                 f"{result['analyses_finished']} finished" if load else ""), flush=True)
+    if args.load_only:
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        return 0
     report["classifier_alone"] = bench_classifier_alone()
     print(f"classifier alone: {report['classifier_alone']['labels_per_s']} frames/s", flush=True)
     for key, boxes, background in (("webcam_in_browser", False, "keep"), ("webcam_with_boxes", True, "keep"),
