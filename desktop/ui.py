@@ -49,6 +49,13 @@ FPS_WINDOW = 30  # frames the live frames-per-second figure averages over
 MIC_STREAM_EVERY = 0.2  # seconds of browser audio per chunk: short enough that a phrase's end is seen quickly
 CAMERA_STREAM_EVERY = 0.04  # ask for frames faster than the classifier runs: it then sets the pace
 LIVE_CAMERA_QUEUE = "live-camera"  # the webcam stream's own Gradio concurrency group (see _live_tab)
+# Analyses of files (the Files tab and the script API) share one concurrency group of two: the models already use
+# every core, so more at once only adds memory and makes each wait longer; Live has its own group and never waits
+# behind them. At most QUEUE_MAX_SIZE requests wait; past that a request is refused at once with gradio's "Queue is
+# full" rather than waiting minutes (measured: bench/bench_concurrency.py).
+ANALYSIS_QUEUE = "analysis"
+ANALYSIS_CONCURRENCY = 2
+QUEUE_MAX_SIZE = 32
 LANGUAGES = [("English (fast model)", "en"), ("Detect the language", "auto"), ("German", "de"), ("French", "fr"),
              ("Spanish", "es"), ("Italian", "it"), ("Portuguese", "pt"), ("Dutch", "nl"), ("Chinese", "zh"),
              ("Japanese", "ja")]
@@ -1024,7 +1031,8 @@ def _files_tab() -> None:
             downloads = gr.File(label="Download results (JSON, CSV, SRT, VTT, TXT)", file_count="multiple",
                                 interactive=False)
     run.click(analyse_files, [files, labels_text, language, read_text, scene, target],
-              [results, pictures, downloads, status], api_visibility="private")
+              [results, pictures, downloads, status], api_visibility="private", concurrency_id=ANALYSIS_QUEUE,
+              concurrency_limit=ANALYSIS_CONCURRENCY)
 
 
 def _models_tab(app: gr.Blocks) -> None:
@@ -1058,10 +1066,11 @@ def _api_endpoints() -> None:
         top_k = gr.Number(value=5, precision=0)
         out = gr.JSON()
         trigger = gr.Button()
-    trigger.click(api_classify, [files, labels_text, top_k], out, api_name="classify")
-    trigger.click(api_transcribe, [files, language], out, api_name="transcribe")
-    trigger.click(api_read, [files], out, api_name="read")
-    trigger.click(api_describe, [files, text, labels_text], out, api_name="describe")
+    shared = {"concurrency_id": ANALYSIS_QUEUE, "concurrency_limit": ANALYSIS_CONCURRENCY}
+    trigger.click(api_classify, [files, labels_text, top_k], out, api_name="classify", **shared)
+    trigger.click(api_transcribe, [files, language], out, api_name="transcribe", **shared)
+    trigger.click(api_read, [files], out, api_name="read", **shared)
+    trigger.click(api_describe, [files, text, labels_text], out, api_name="describe", **shared)
 
 
 def optional_tabs() -> list[tuple[str, Any]]:
@@ -1130,7 +1139,7 @@ def launch(port: int = 0, open_browser: bool = False, quiet: bool = True) -> tup
     from starlette.middleware import Middleware
 
     app = build_app()
-    app.queue(default_concurrency_limit=2)
+    app.queue(default_concurrency_limit=2, max_size=QUEUE_MAX_SIZE)
     port = port or free_port()
     app.launch(server_name=HOST, server_port=port, prevent_thread_lock=True, inbrowser=open_browser, quiet=quiet,
                share=False, show_error=False, ssr_mode=False, mcp_server=False, pwa=False,
