@@ -475,6 +475,8 @@ def take_screenshots(folder: Path) -> list[str]:
             page.get_by_label("Search", exact=True).fill("a cup of coffee")
             page.get_by_role("button", name="Search", exact=True).click()
             page.get_by_text("coffee.jpg").first.wait_for()
+            page.locator("#search-results .fd-result").first.click()  # the best match opened below the list
+            page.locator("#search-preview-picture img").wait_for()
             shot(page, "search")
 
             page.get_by_role("tab", name="Models & settings").click()
