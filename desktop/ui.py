@@ -82,6 +82,9 @@ CSS = """
 .fd-thumbs .grid-container {grid-template-columns: repeat(6, minmax(100px, 1fr)) !important}
 .fd-card {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px 14px; margin: 8px 0}
 .fd-card h4 {margin: 0 0 6px 0}
+/* Gradio labels the button that starts a streaming webcam "Record"; nothing is recorded: it starts the camera. */
+#live-camera .icon-with-text:has(> .icon[title="start recording"]) {font-size: 0}
+#live-camera .icon-with-text:has(> .icon[title="start recording"])::after {content: "Start camera"; font-size: var(--text-md); white-space: nowrap}
 .fd-result {cursor: pointer}
 .fd-result:hover {background: var(--background-fill-secondary)}
 .fd-error {border-color: #d33; background: rgba(221, 51, 51, 0.08)}
@@ -939,7 +942,7 @@ def _live_tab(app: gr.Blocks) -> None:
     with gr.Row():
         with gr.Column():
             camera = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera",
-                              webcam_options=gr.WebcamOptions(mirror=False))
+                              webcam_options=gr.WebcamOptions(mirror=False), elem_id="live-camera")
             live_labels_text = gr.Textbox(label="Your labels (optional, comma-separated)",
                                           placeholder="e.g. a person, a cup, a cat, a book — empty: ImageNet classes")
             with gr.Row():

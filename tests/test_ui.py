@@ -79,7 +79,10 @@ def test_corrupt_file_is_a_readable_error(page, media):
 
 def test_fake_camera_labels_update(page):
     page.get_by_text("Click to Access Webcam").click()
-    page.get_by_role("button", name="capture photo").click()
+    start = page.get_by_role("button", name="capture photo")
+    shown = start.evaluate("b => getComputedStyle(b.querySelector('.icon-with-text'), '::after').content")
+    assert shown == '"Start camera"'  # not Gradio's "Record": nothing is recorded
+    start.click()
     labels = page.locator("#live-labels")
     seen = set()
     deadline = time.monotonic() + 25
