@@ -1032,7 +1032,7 @@ def _files_tab() -> None:
             pictures = gr.Gallery(label="Objects, people and text found in images", columns=2, height="auto",
                                   object_fit="contain", elem_id="files-pictures")
             downloads = gr.File(label="Download results (JSON, CSV, SRT, VTT, TXT)", file_count="multiple",
-                                interactive=False)
+                                interactive=False, elem_id="files-downloads")
     run.click(analyse_files, [files, labels_text, language, read_text, scene, target],
               [results, pictures, downloads, status], api_visibility="private", concurrency_id=ANALYSIS_QUEUE,
               concurrency_limit=ANALYSIS_CONCURRENCY)

@@ -484,3 +484,22 @@ def test_the_models_tab_says_when_a_gpu_choice_cannot_be_honoured(page, runtime)
         assert "Running on CPU" in page.get_by_text("Running on").last.inner_text()
     finally:
         set_runtime(runtime)  # the rest of the module goes on with the session's CPU runtime
+
+
+def test_files_tab_in_the_page_offers_no_empty_downloads(page, tmp_path):
+    import soundfile as sf
+
+    silent = tmp_path / "silence.wav"
+    sf.write(silent, np.zeros(16000 * 3, dtype=np.int16), 16000)
+    spoken = speak("The museum is closed on Mondays and open late on Fridays.", tmp_path / "museum.wav")
+    page.get_by_role("tab", name="Files").click()
+    page.locator("#files-input input[type=file]").set_input_files([str(silent), str(spoken)])
+    page.locator("#files-input").get_by_text("museum").first.wait_for()
+    page.locator("#files-run").click()
+    page.locator("#files-status").get_by_text("2 of 2 files analysed").wait_for()
+    offered = page.locator("#files-downloads")
+    offered.get_by_text("museum").first.wait_for()  # a file is listed as its stem, then its suffix
+    rows = [re.sub(r"\s+", "", row.inner_text()) for row in offered.locator("tr").all()]  # "museum.srt90.0B…"
+    names = {m.group(0) for row in rows for m in [re.match(r".+?\.(srt|vtt|txt|csv|json)", row)] if m}
+    assert {"museum.srt", "museum.vtt", "museum.txt"} <= names, rows
+    assert not any(re.match(r"silence\.(srt|vtt|txt)", n) for n in names), names  # no empty subtitles offered
