@@ -109,7 +109,9 @@ def main() -> int:
             "browser_files_analyses": len(page_runs),
             "browser_median_s": round(float(np.median(page_runs)), 2) if page_runs else None,
             "burst": {"sent": args.burst, "answered": busy.answered, "refused_busy": busy.refused,
-                      "wrong": len(busy.wrong)},
+                      "wrong": len(busy.wrong),
+                      "slowest_answer_s": round(max(busy.latencies), 1) if busy.latencies else None,
+                      "slowest_refusal_s": round(max(busy.refusal_latencies), 1) if busy.refusal_latencies else None},
             "server_memory_mb": {"after_start": round(idle_mb), "peak": round(peak_memory_mb(server.pid))},
             "wrong_examples": [w for t in list(tallies.values()) + [busy] for w in t.wrong][:5],
         }

@@ -30,6 +30,7 @@ class Tally:
     refused: int = 0  # the queue was full: a clear "busy", not an error
     wrong: list[str] = field(default_factory=list)  # answers for another request, or errors
     latencies: list[float] = field(default_factory=list)
+    refusal_latencies: list[float] = field(default_factory=list)
 
 
 def by_name(records: list[dict]) -> list[dict]:
@@ -63,6 +64,7 @@ def call(client, job: Job, tally: Tally) -> None:
         with _counting:
             if BUSY in str(exc):
                 tally.refused += 1
+                tally.refusal_latencies.append(time.monotonic() - started)
             else:
                 tally.wrong.append(f"{job.name}: {type(exc).__name__}: {exc}")
         return
@@ -101,7 +103,9 @@ def burst(url: str, job: Job, count: int) -> Tally:
     tally = Tally()
     threads = []
     for _ in range(count):  # clients connect first (each fetches the app's config), then all send at once
-        client = Client(url, analytics_enabled=False, verbose=False)
+        # gradio_client gives up on an upload after 20 s; with dozens of uploads arriving at once on a busy 2-core
+        # machine the server can take longer to take them in: the clients wait, and the tally shows how long.
+        client = Client(url, analytics_enabled=False, verbose=False, httpx_kwargs={"timeout": 120})
         threads.append(threading.Thread(target=call, args=(client, job, tally), daemon=True))
     for thread in threads:
         thread.start()
