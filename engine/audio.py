@@ -8,8 +8,10 @@ Anything wrong with a file is reported as an InputFileError that names the file,
 
 from __future__ import annotations
 
+import os
 from math import gcd
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -17,38 +19,99 @@ from .errors import InputFileError
 from .filetypes import require_nonempty_file
 
 SAMPLE_RATE = 16000
-MAX_SECONDS = 4 * 3600  # longer recordings would need gigabytes of memory; split them first
+MAX_SECONDS = 4 * 3600  # load_audio holds a whole recording: 4 h is 920 MB (transcribe streams, see AudioFile)
 _BLOCK_FRAMES = 1 << 18  # decode in blocks so that a multi-channel file is never held whole
 
 
 def load_audio(path: Path | str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Decode an audio file to float32 mono at `sample_rate` (16 kHz by default)."""
-    import soundfile as sf
+    """Decode an audio file to float32 mono at `sample_rate` (16 kHz by default), all of it in memory (4 bytes a
+    sample: 460 MB for two hours). Transcribing a long recording streams it instead (AudioFile)."""
+    source = AudioFile(path, sample_rate=sample_rate, max_seconds=MAX_SECONDS)
+    return np.concatenate(list(source.blocks()))
 
-    path = Path(path)
-    require_nonempty_file(path)
-    try:
-        handle = sf.SoundFile(str(path))
-    except sf.LibsndfileError as exc:
-        raise InputFileError(path, f"not a readable audio file ({_plain(exc)})") from None
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise InputFileError(path, f"cannot open the file as audio ({exc})") from None
-    with handle:
-        native_rate, declared = handle.samplerate, handle.frames
-        _check_header(path, native_rate, handle.channels, declared)
+
+class AudioFile:
+    """An audio file read as float32 mono at 16 kHz a block at a time: the samples load_audio returns, without
+    ever holding them all, so a recording of any length is transcribed in the same memory (engine.speech).
+
+    Opening checks what can be checked before decoding (a missing, empty, unreadable or cut-off file, an impossible
+    header, a recording over `max_seconds`); blocks() checks the rest as it reads (damaged data, fewer samples than
+    the header promised) and may be called again for another pass over the file. Every problem is an
+    InputFileError that names the file."""
+
+    def __init__(self, path: Path | str, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None):
+        self.path = Path(path)
+        self.sample_rate = sample_rate
+        self.max_seconds = max_seconds
+        require_nonempty_file(self.path)
+        with self._open() as handle:
+            self.native_rate, self.channels, self.declared = handle.samplerate, handle.channels, handle.frames
+        _check_header(self.path, self.native_rate, self.channels, self.declared, max_seconds)
+        _check_wav_length(self.path)
+        _check_ogg_end(self.path)
+
+    @property
+    def seconds(self) -> float | None:
+        """The length the header declares (None: it does not say); blocks() give the exact count."""
+        return self.declared / self.native_rate if self.declared > 0 else None
+
+    def blocks(self, frames: int | None = None) -> Iterator[np.ndarray]:
+        """float32 mono blocks at sample_rate, in order; together exactly what resampling the whole file gives.
+        frames: how many of the file's frames to decode at a time (default _BLOCK_FRAMES, 16 s at 16 kHz)."""
+        import soundfile as sf
+
+        frames = frames or _BLOCK_FRAMES
+        limit = None if self.max_seconds is None else int(self.max_seconds * self.native_rate)
+        resampler = StreamResampler(self.native_rate, self.sample_rate) if self.native_rate != self.sample_rate else None
+        total = 0
+        with self._open() as handle:
+            reader = handle.blocks(blocksize=frames, dtype="float32", always_2d=True)
+            while True:
+                try:
+                    block = next(reader, None)
+                except (sf.LibsndfileError, RuntimeError, ValueError) as exc:  # decoders raise these on damage
+                    raise InputFileError(self.path, f"the audio data is damaged ({_plain(exc)})") from None
+                if block is None:
+                    break
+                mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].copy()
+                total += len(mono)
+                if limit is not None and total > limit:  # a header can understate the length (MP3 without a count)
+                    raise InputFileError(self.path, f"the recording is longer than the {self.max_seconds / 3600:g} "
+                                                    "hour limit (split it into parts)")
+                mono = np.nan_to_num(mono, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+                out = resampler.push(mono) if resampler is not None else mono
+                if out.size:
+                    yield out
+        if resampler is not None:
+            tail = resampler.flush()
+            if tail.size:
+                yield tail
+        if total == 0:
+            raise InputFileError(self.path, "the file contains no audio samples")
+        # libsndfile stops quietly at the end of the real data; a header that promised more means a cut-off file.
+        if self.declared > 0 and total < 0.9 * self.declared:
+            raise InputFileError(self.path, f"the file is truncated (has {total} of {self.declared} samples)")
+
+    def _open(self):
+        import soundfile as sf
+
         try:
-            mono = _read_mono(path, handle)
-        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:  # decoders raise these on damaged streams
-            raise InputFileError(path, f"the audio data is damaged ({_plain(exc)})") from None
+            return sf.SoundFile(_soundfile_name(self.path))
+        except sf.LibsndfileError as exc:
+            raise InputFileError(self.path, f"not a readable audio file ({_plain(exc)})") from None
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise InputFileError(self.path, f"cannot open the file as audio ({exc})") from None
 
-    if mono.size == 0:
-        raise InputFileError(path, "the file contains no audio samples")
-    # libsndfile stops quietly at the end of the real data; a header that promised more means a cut-off file.
-    if declared > 0 and mono.size < 0.9 * declared:
-        raise InputFileError(path, f"the file is truncated (has {mono.size} of {declared} samples)")
-    _check_wav_length(path)
-    _check_ogg_end(path)
-    return to_mono_16k(mono, native_rate, target_rate=sample_rate)
+
+def _soundfile_name(path: Path) -> str | bytes:
+    """The name to give libsndfile: soundfile encodes a str name strictly, so a name whose bytes are not UTF-8
+    (kept by Python as surrogates) is passed as its bytes."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name)
 
 
 def read_excerpt(path: Path | str, start: float, seconds: float) -> tuple[int, np.ndarray]:
@@ -58,7 +121,7 @@ def read_excerpt(path: Path | str, start: float, seconds: float) -> tuple[int, n
 
     path = Path(path)
     try:
-        with sf.SoundFile(str(path)) as handle:
+        with sf.SoundFile(_soundfile_name(path)) as handle:
             rate = handle.samplerate
             handle.seek(min(max(0, int(start * rate)), max(0, handle.frames - 1)))
             samples = handle.read(int(seconds * rate), dtype="float32", always_2d=True)
@@ -213,16 +276,16 @@ def _lowpass(up: int, down: int) -> np.ndarray:
     return h / h.sum() * up  # unit gain at 0 Hz before upsampling, as firwin scales it
 
 
-def _check_header(path: Path, rate: int, channels: int, frames: int) -> None:
+def _check_header(path: Path, rate: int, channels: int, frames: int, max_seconds: float | None) -> None:
     if rate <= 0 or rate > 768_000:
         raise InputFileError(path, f"the file declares an impossible sample rate ({rate} Hz)")
     if channels <= 0 or channels > 64:
         raise InputFileError(path, f"the file declares an impossible channel count ({channels})")
     if frames == 0:
         raise InputFileError(path, "the file contains no audio samples")
-    if frames > 0 and frames / rate > MAX_SECONDS:
+    if max_seconds is not None and frames > 0 and frames / rate > max_seconds:
         hours = frames / rate / 3600
-        raise InputFileError(path, f"the recording is {hours:.1f} hours long; the limit is {MAX_SECONDS // 3600} hours "
+        raise InputFileError(path, f"the recording is {hours:.1f} hours long; the limit is {max_seconds / 3600:g} hours "
                                    "(split it into parts)")
 
 
@@ -267,20 +330,6 @@ def _check_ogg_end(path: Path) -> None:
     complete = len(lacing) == n_segments and last + 27 + n_segments + sum(lacing) <= len(tail)
     if not complete or not flags & 0x04:
         raise InputFileError(path, "the file is truncated (the Ogg stream has no end)")
-
-
-def _read_mono(path: Path, handle) -> np.ndarray:
-    """Read block by block, mixing channels as we go, so memory is one mono copy of the file."""
-    limit = int(MAX_SECONDS * handle.samplerate)
-    parts: list[np.ndarray] = []
-    total = 0
-    for block in handle.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
-        parts.append(block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].copy())
-        total += len(parts[-1])
-        if total > limit:  # a header can understate the length (streams, MP3 without a frame count)
-            raise InputFileError(path, f"the recording is longer than the {MAX_SECONDS // 3600} hour limit "
-                                       "(split it into parts)")
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
 def _plain(exc: Exception) -> str:

@@ -10,6 +10,7 @@ Every image the app looks at comes through `load_image` (files) or `image_from_a
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def load_image(path: Path | str, max_side: int | None = None, min_side: int | No
     except InputFileError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputFileError(path, f"the image is too large to open safely ({exc})") from None
+        raise InputFileError(path, _bomb_problem(exc)) from None
     except UnidentifiedImageError:
         raise InputFileError(path, "this is not an image, or not a format the app can read "
                                    "(JPEG, PNG, WebP, BMP, TIFF, GIF)") from None
@@ -109,6 +110,14 @@ def _check_pixels(path: Path, size: tuple[int, int]) -> None:
         raise InputFileError(
             path, f"the image is {width}x{height} ({width * height / 1e6:.0f} megapixels), more than the "
                   f"{MAX_PIXELS / 1e6:.0f} megapixels the app opens (a decompression bomb or a huge scan)")
+
+
+def _bomb_problem(exc: Exception) -> str:
+    """PIL refuses a header declaring over twice its limit before we see the size; say it as _check_pixels does."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    declared = f"declares {int(found.group(1)) / 1e6:.0f} megapixels" if found else "is too large"
+    return (f"the image {declared}, more than the {MAX_PIXELS / 1e6:.0f} megapixels the app opens (a decompression "
+            "bomb or a huge scan)")
 
 
 def _draft(image: Image.Image, max_side: int | None, min_side: int | None) -> None:

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import FusionDeskError, InputFileError
 from .fusion import Token, bridge_concepts
 from .runtime import Runtime, get_runtime
+
+if TYPE_CHECKING:
+    from .audio import AudioFile
 
 # How far a transcript is trusted: Whisper on clear speech is reliable, but less than text a person typed.
 TRANSCRIPT_CONFIDENCE = 0.9
@@ -326,12 +329,13 @@ class Perceiver:
     # -- recordings and text --------------------------------------------------------------------------------
 
     def perceive_audio_file(self, path: str | Path) -> Perception:
-        from .audio import load_audio
+        from .audio import AudioFile
 
-        return self.perceive_audio(load_audio(path), str(path))
+        return self.perceive_audio(AudioFile(path), str(path))
 
-    def perceive_audio(self, samples: np.ndarray, name: str = "recording") -> Perception:
-        """16 kHz mono float32 samples -> transcript (+ acoustic feature when asked)."""
+    def perceive_audio(self, samples: np.ndarray | AudioFile, name: str = "recording") -> Perception:
+        """16 kHz mono float32 samples, or an engine.audio.AudioFile (streamed) -> transcript (+ acoustic feature
+        when asked)."""
         from .speech import encoder_features, transcribe
         from .text import embed_texts
 

@@ -34,6 +34,10 @@ from .runtime import Runtime
 # panorama keeps a short side of 256 for the classifier, and a batch in flight holds small pictures whatever
 # the cameras made. Reading text needs more, and gets it from a second decode of just the files with text.
 WORKING_MAX_SIDE = 768
+# Recordings up to this long are decoded ahead on the pool like pictures (4 MB each); longer ones are read a block
+# at a time when their turn comes (engine.audio.AudioFile), so a folder of two-hour recordings, dozens of them in
+# flight, does not hold gigabytes.
+PRELOAD_AUDIO_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,10 @@ def entry_for(path: Path | str) -> FileEntry:
     path = Path(path)
     try:
         info = path.stat()
-    except OSError:
+    except FileNotFoundError:
         return FileEntry(path, given, 0, 0.0, None, "no such file")
+    except OSError as exc:  # a symbolic link loop, a name too long, a folder we may not enter
+        return FileEntry(path, given, 0, 0.0, None, f"cannot open the file ({exc.strerror or exc})")
     if stat.S_ISDIR(info.st_mode):
         return FileEntry(path, given, 0, 0.0, None, "is a folder, not a file (use `fusiondesk batch` for folders)")
     try:
@@ -72,7 +78,7 @@ def entry_for(path: Path | str) -> FileEntry:
 @dataclass
 class Decoded:
     entry: FileEntry
-    payload: Any = None  # ImageInput | float32 samples | str
+    payload: Any = None  # ImageInput | float32 samples or an AudioFile to stream | str
     error: InputFileError | None = None
 
 
@@ -110,9 +116,12 @@ def decode(entry: FileEntry, sides: tuple[int | None, int | None] = (None, None)
                 item.prepare(perceiver.options, perceiver.runtime)
             return Decoded(entry, item)
         if entry.modality == "audio":
-            from .audio import load_audio
+            from .audio import AudioFile
 
-            return Decoded(entry, load_audio(entry.path))
+            source = AudioFile(entry.path)  # the header and the file's end are checked here
+            if source.seconds is not None and source.seconds <= PRELOAD_AUDIO_SECONDS:
+                return Decoded(entry, np.concatenate(list(source.blocks())))
+            return Decoded(entry, source)  # long (or of unknown length): streamed when perceived, never held whole
         return Decoded(entry, read_text_file(entry.path))
     except InputFileError as exc:
         return Decoded(entry, error=exc)

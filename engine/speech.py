@@ -3,9 +3,11 @@ over the merged decoder with its key/value cache. No torch.
 
 How a recording becomes a transcript, top to bottom:
 
-1. `load_audio` gives 16 kHz mono samples (engine/audio.py).
-2. Voice activity (engine/vad.py) finds where someone speaks; nearby speech is grouped into windows of at
-   most 30 s, Whisper's input size. Silence never reaches Whisper, so it cannot invent text for it.
+1. A file is read as 16 kHz mono samples a block at a time (engine/audio.py, AudioFile): never whole, so a
+   two-hour recording takes the memory of a two-minute one.
+2. Voice activity (engine/vad.py) finds where someone speaks (one pass over the file); nearby speech is grouped
+   into windows of at most 30 s, Whisper's input size, read again one by one for the steps below. Silence never
+   reaches Whisper, so it cannot invent text for it.
 3. Each window becomes a log-mel spectrogram (80 mel bands x 3000 frames, zero-padded to 30 s) and goes
    through the encoder once.
 4. The decoder starts from the prompt `<|startoftranscript|>[<|lang|><|task|>]<|notimestamps|>` (the
@@ -26,10 +28,11 @@ import weakref
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, load_audio, to_mono_16k
+from .audio import SAMPLE_RATE, AudioFile, load_audio, to_mono_16k
 from .errors import FusionDeskError, ModelBundleError
 from .runtime import Runtime, get_runtime
 
@@ -457,8 +460,60 @@ def load_model(model_id: str = DEFAULT_MODEL, runtime: Runtime | None = None) ->
 
 
 # ----------------------------------------------------------------------------------------------------
-# Long recordings: voice activity -> windows of at most 30 s
+# Long recordings: voice activity -> windows of at most 30 s, read from a tape
 # ----------------------------------------------------------------------------------------------------
+
+class _Samples:
+    """Samples already in memory, offered as a recording source like engine.audio.AudioFile."""
+
+    def __init__(self, samples: np.ndarray):
+        self.samples = samples
+        self.seconds = len(samples) / SAMPLE_RATE
+
+    def blocks(self):
+        yield self.samples
+
+
+class _Tape:
+    """A forward-only view of a recording that arrives in blocks: read(start, end) gives those samples and lets go
+    of everything before `start`. Reading in time order, it holds at most one window and one block, so a two-hour
+    file costs what a two-minute one does."""
+
+    def __init__(self, blocks: Iterable[np.ndarray]):
+        self._blocks = iter(blocks)
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._offset = 0  # sample index of _buffer[0]
+        self.ended = False
+
+    @property
+    def reached(self) -> int:
+        """Samples read from the source so far (the recording's length, once `ended`)."""
+        return self._offset + len(self._buffer)
+
+    def read(self, start: int, end: int, keep: int | None = None) -> np.ndarray:
+        """Samples [start, end) (fewer at the recording's end). `keep`: an earlier sample still to be read later."""
+        keep = start if keep is None else min(keep, start)
+        if keep < self._offset:
+            raise ValueError(f"the tape only moves forward: sample {keep} was let go (now at {self._offset})")
+        self._drop_before(keep)
+        while self.reached < end and not self.ended:
+            block = next(self._blocks, None)
+            if block is None:
+                self.ended = True
+            elif self.reached + len(block) <= keep:  # wholly before what is wanted: skip it
+                self._offset += len(self._buffer) + len(block)
+                self._buffer = self._buffer[:0]
+            else:
+                self._buffer = np.concatenate([self._buffer, block]) if len(self._buffer) else block
+                self._drop_before(keep)
+        return self._buffer[start - self._offset:max(start, end) - self._offset]
+
+    def _drop_before(self, start: int) -> None:
+        drop = min(start - self._offset, len(self._buffer))
+        if drop > 0:
+            self._buffer = self._buffer[drop:]
+            self._offset += drop
+
 
 def speech_windows(audio: np.ndarray, runtime: Runtime | None = None, max_seconds: float = MAX_WINDOW_SECONDS,
                    max_pause: float = MAX_PAUSE_SECONDS) -> list[tuple[float, float]]:
@@ -466,32 +521,35 @@ def speech_windows(audio: np.ndarray, runtime: Runtime | None = None, max_second
     between them is short and the whole stays within `max_seconds`; a longer segment is cut at a quiet point."""
     from .vad import speech_segments
 
+    segments = speech_segments(audio, SAMPLE_RATE, pad_ms=SPEECH_PAD_MS, runtime=runtime)
+    tape = _Tape([np.asarray(audio, dtype=np.float32)])
+    return [piece for start, end in _joined(segments, max_seconds, max_pause)
+            for piece in _split_long(tape, start, end, max_seconds)]
+
+
+def _joined(segments: list[tuple[float, float]], max_seconds: float, max_pause: float) -> list[tuple[float, float]]:
     windows: list[list[float]] = []
-    for start, end in speech_segments(audio, SAMPLE_RATE, pad_ms=SPEECH_PAD_MS, runtime=runtime):
+    for start, end in segments:
         if windows and start - windows[-1][1] <= max_pause and end - windows[-1][0] <= max_seconds:
             windows[-1][1] = end
         else:
             windows.append([start, end])
-    pieces: list[tuple[float, float]] = []
-    for start, end in windows:
-        pieces += _split_long(audio, start, end, max_seconds)
-    return pieces
+    return [(start, end) for start, end in windows]
 
 
-def _split_long(audio: np.ndarray, start: float, end: float, max_seconds: float) -> list[tuple[float, float]]:
-    """Cut a stretch longer than max_seconds at the quietest 100 ms in the second half of each window."""
-    pieces = []
+def _split_long(tape: _Tape, start: float, end: float, max_seconds: float) -> Iterator[tuple[float, float]]:
+    """Cut a stretch longer than max_seconds at the quietest 100 ms in the second half of each window. Each piece
+    is given before the next cut is looked for, so the tape need only hold one window of a stretch of any length."""
     frame = SAMPLE_RATE // 10
     while end - start > max_seconds:
         lo = int((start + max_seconds / 2) * SAMPLE_RATE)
         hi = int((start + max_seconds) * SAMPLE_RATE)
-        region = audio[lo:hi]
+        region = tape.read(lo, hi, keep=int(start * SAMPLE_RATE))
         energy = np.square(region[: len(region) // frame * frame].reshape(-1, frame)).mean(axis=1)
         cut = (lo + (int(np.argmin(energy)) + 0.5) * frame) / SAMPLE_RATE
-        pieces.append((start, cut))
+        yield start, cut
         start = cut
-    pieces.append((start, end))
-    return pieces
+    yield start, end
 
 
 def fixed_windows(duration: float, max_seconds: float = MAX_WINDOW_SECONDS) -> list[tuple[float, float]]:
@@ -500,12 +558,28 @@ def fixed_windows(duration: float, max_seconds: float = MAX_WINDOW_SECONDS) -> l
     return [(float(s), float(min(duration, s + max_seconds))) for s in starts]
 
 
+def _fixed_pieces(tape: _Tape, window: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(start sample, samples) of consecutive windows over a whole recording, however long."""
+    start = 0
+    while True:
+        piece = tape.read(start, start + window)
+        if not len(piece):
+            return
+        yield start, piece
+        start += window
+
+
 # ----------------------------------------------------------------------------------------------------
 # Public API
 # ----------------------------------------------------------------------------------------------------
 
+# progress(stage, seconds done, seconds in all or None): stage is "finding speech" (the voice-activity pass over
+# the whole recording) or "transcribing" (Whisper on the speech found); both go from 0 to the recording's length.
+ProgressCallback = Callable[[str, float, "float | None"], None]
+
+
 def transcribe(
-    audio_or_path: np.ndarray | str | Path,
+    audio_or_path: "np.ndarray | str | Path | AudioFile",
     model_id: str = DEFAULT_MODEL,
     language: str | None = "en",
     task: str = "transcribe",
@@ -513,29 +587,50 @@ def transcribe(
     runtime: Runtime | None = None,
     sample_rate: int = SAMPLE_RATE,
     vad: bool = True,
+    progress: ProgressCallback | None = None,
 ) -> Transcript:
     """Transcribe (or, with task="translate" on a multilingual model, translate to English) a recording.
 
     `language` is a code such as "en" or "de", or "auto" (or None) to detect it from the first stretch of
     speech. `vad=False` decodes the whole recording in 30 s windows, for audio already cut to speech.
+
+    A file (a path, or an engine.audio.AudioFile) is streamed, never held whole: a first pass finds the speech,
+    a second reads each stretch of it again to decode, so memory is the same for two minutes as for two hours.
     """
     runtime = runtime or get_runtime()
-    audio = _as_samples(audio_or_path, sample_rate)
+    source = _source(audio_or_path, sample_rate)
     model = load_model(model_id, runtime)
     language = _check_request(model.spec, language, task)
-    duration = len(audio) / SAMPLE_RATE
+    report = progress or (lambda stage, done, total: None)
 
-    windows = speech_windows(audio, runtime) if vad else fixed_windows(duration)
+    tape = _Tape(source.blocks())
+    if vad:
+        windows, total = _find_speech(source, runtime, report)
+        pieces = ((start, end, tape.read(int(start * SAMPLE_RATE), int(end * SAMPLE_RATE)))
+                  for joined in windows for start, end in _split_long(tape, *joined, MAX_WINDOW_SECONDS))
+    else:
+        total = None
+        window = int(MAX_WINDOW_SECONDS * SAMPLE_RATE)
+        pieces = ((start / SAMPLE_RATE, (start + len(piece)) / SAMPLE_RATE, piece)
+                  for start, piece in _fixed_pieces(tape, window))
+    expected = total / SAMPLE_RATE if total is not None else source.seconds
+    report("transcribing", 0.0, expected)
     segments: list[Segment] = []
     detected_probability = 1.0 if language else 0.0
-    for start, end in windows:
-        piece = audio[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)]
+    for start, end, piece in pieces:
         states = model.encode(piece)
         if language is None:
             language, detected_probability = model.detect_language(states)
         decoded = _decode_checked(model, states, model.spec.prompt(language, task), beam_size)
         if decoded is not None and decoded.text:
             segments.append(Segment(round(start, 3), round(end, 3), decoded.text))
+        report("transcribing", end, expected)
+    if total is None:  # no voice-activity pass counted the samples: read to the end (the tape holds one block)
+        while not tape.ended:
+            tape.read(tape.reached, tape.reached + SAMPLE_RATE * 60)
+        total = tape.reached
+    duration = total / SAMPLE_RATE
+    report("transcribing", duration, duration)
     return Transcript(
         text=" ".join(segment.text for segment in segments),
         language=language or "",
@@ -545,25 +640,49 @@ def transcribe(
     )
 
 
-def encoder_features(audio: np.ndarray | str | Path, model_id: str = DEFAULT_MODEL,
+def _find_speech(source, runtime: Runtime, report: ProgressCallback) -> tuple[list[tuple[float, float]], int]:
+    """The first pass: voice activity over the whole recording, a block at a time -> (joined windows, samples)."""
+    from .vad import speech_segments_of_blocks
+
+    def counted():
+        done = 0
+        report("finding speech", 0.0, source.seconds)
+        for block in source.blocks():
+            yield block
+            done += len(block)
+            report("finding speech", done / SAMPLE_RATE, source.seconds)
+
+    segments, total = speech_segments_of_blocks(counted(), pad_ms=SPEECH_PAD_MS, runtime=runtime)
+    return _joined(segments, MAX_WINDOW_SECONDS, MAX_PAUSE_SECONDS), total
+
+
+def encoder_features(audio: "np.ndarray | str | Path | AudioFile", model_id: str = DEFAULT_MODEL,
                      runtime: Runtime | None = None, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """An acoustic feature vector [d_model]: the encoder states averaged over the frames that hold real
     audio (not the zero padding up to 30 s), over all 30 s windows of the recording, weighted by length."""
     runtime = runtime or get_runtime()
-    audio = _as_samples(audio, sample_rate)
-    if audio.size == 0:
-        raise ValueError("no audio samples to encode")
+    source = _source(audio, sample_rate)
     model = load_model(model_id, runtime)
     samples_per_state = model.spec.hop_length * 2  # the encoder halves the mel frame rate
     total, weight = None, 0
-    for start in range(0, len(audio), model.spec.window_samples):
-        piece = audio[start:start + model.spec.window_samples]
+    for _, piece in _fixed_pieces(_Tape(source.blocks()), model.spec.window_samples):
         states = model.encode(piece)[0]
         used = min(len(states), max(1, -(-len(piece) // samples_per_state)))
         pooled = states[:used].astype(np.float64).sum(axis=0)
         total = pooled if total is None else total + pooled
         weight += used
+    if total is None:
+        raise ValueError("no audio samples to encode")
     return (total / weight).astype(np.float32)
+
+
+def _source(audio_or_path, sample_rate: int):
+    """What to read samples from: a file streamed (AudioFile), or samples already in memory."""
+    if isinstance(audio_or_path, (str, Path)):
+        return AudioFile(audio_or_path)
+    if isinstance(audio_or_path, AudioFile):
+        return audio_or_path
+    return _Samples(_as_samples(audio_or_path, sample_rate))
 
 
 def _as_samples(audio_or_path: np.ndarray | str | Path, sample_rate: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -208,18 +208,21 @@ def transcribe_files(
     beam_size: int = 1,
     model_id: str | None = None,
     runtime: Runtime | None = None,
+    progress: Callable[[str, str, float, float | None], None] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Transcripts as JSON records, plus the Transcript objects keyed by file (for SRT/VTT/TXT export)."""
-    from .audio import load_audio
+    """Transcripts as JSON records, plus the Transcript objects keyed by file (for SRT/VTT/TXT export).
+    Each file is streamed (engine.speech.transcribe): memory does not grow with its length.
+    progress(file, stage, seconds done, seconds in all or None), as engine.speech.transcribe reports it."""
     from .speech import transcribe
 
     runtime = runtime or get_runtime()
     model_id = model_id or speech_model_for(language, task)
     records, transcripts = [], {}
     for path in map(str, paths):
+        report = None if progress is None else (lambda stage, done, total, path=path: progress(path, stage, done, total))
         try:
-            transcript = transcribe(load_audio(path), model_id=model_id, language=language, task=task,
-                                    beam_size=beam_size, runtime=runtime)
+            transcript = transcribe(path, model_id=model_id, language=language, task=task, beam_size=beam_size,
+                                    runtime=runtime, progress=report)
         except InputFileError as exc:
             records.append(error_record(exc))
             continue

@@ -14,6 +14,7 @@ package's own `get_speech_timestamps` rule for rule, so our segments match siler
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 
@@ -64,16 +65,27 @@ class _SileroStepper:
 
 def speech_probabilities(audio: np.ndarray, session, settings: VadSettings = VadSettings()) -> np.ndarray:
     """One speech probability per window of the whole recording (the last window zero-padded)."""
-    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    return speech_probabilities_of_blocks([np.asarray(audio, dtype=np.float32).reshape(-1)], session, settings)[0]
+
+
+def speech_probabilities_of_blocks(blocks: Iterable[np.ndarray], session, settings: VadSettings = VadSettings()
+                                   ) -> tuple[np.ndarray, int]:
+    """speech_probabilities for a recording that arrives in blocks of any size (a file read a block at a time):
+    the same probabilities, and the recording's length in samples. Holds one block, and 4 bytes per 32 ms window."""
     step = settings.window_samples
     stepper = _SileroStepper(session, settings)
-    probabilities = np.empty((len(audio) + step - 1) // step, dtype=np.float32)
-    for index, start in enumerate(range(0, len(audio), step)):
-        window = audio[start:start + step]
-        if len(window) < step:
-            window = np.pad(window, (0, step - len(window)))
-        probabilities[index] = stepper(window)
-    return probabilities
+    found: list[np.ndarray] = []
+    pending = np.zeros(0, dtype=np.float32)
+    total = 0
+    for block in blocks:
+        total += len(block)
+        data = np.concatenate([pending, block]) if pending.size else np.asarray(block, dtype=np.float32)
+        whole = len(data) // step * step
+        found.append(np.array([stepper(data[start:start + step]) for start in range(0, whole, step)], dtype=np.float32))
+        pending = data[whole:]
+    if pending.size:
+        found.append(np.array([stepper(np.pad(pending, (0, step - len(pending))))], dtype=np.float32))
+    return (np.concatenate(found) if found else np.zeros(0, dtype=np.float32)), total
 
 
 def segments_from_probabilities(
@@ -150,13 +162,29 @@ def speech_segments(
     audio = np.asarray(audio, dtype=np.float32)
     if sample_rate != settings.sample_rate or audio.ndim != 1:
         audio = to_mono_16k(audio, sample_rate, target_rate=settings.sample_rate)
-    if audio.size == 0:
-        return []
+    return speech_segments_of_blocks([audio], threshold, min_speech_ms, min_silence_ms, pad_ms, runtime)[0]
+
+
+def speech_segments_of_blocks(
+    blocks: Iterable[np.ndarray],
+    threshold: float = 0.5,
+    min_speech_ms: int = 250,
+    min_silence_ms: int = 100,
+    pad_ms: int = 30,
+    runtime: Runtime | None = None,
+) -> tuple[list[tuple[float, float]], int]:
+    """speech_segments of mono audio at the model's rate (16 kHz) that arrives in blocks (engine.audio.AudioFile),
+    and the recording's length in samples: a recording of any length is searched for speech holding one block."""
+    runtime = runtime or get_runtime()
+    settings = VadSettings.from_preprocess(runtime.bundle.entry(MODEL_ID).preprocess)
     session = runtime.session(MODEL_ID, "model")
-    probabilities = speech_probabilities(audio, session, settings)
-    samples = segments_from_probabilities(probabilities, len(audio), settings, threshold, min_speech_ms,
+    probabilities, total = speech_probabilities_of_blocks(
+        (block for block in blocks if len(block)), session, settings)
+    if total == 0:
+        return [], 0
+    samples = segments_from_probabilities(probabilities, total, settings, threshold, min_speech_ms,
                                           min_silence_ms, pad_ms)
-    return [(a / settings.sample_rate, b / settings.sample_rate) for a, b in samples]
+    return [(a / settings.sample_rate, b / settings.sample_rate) for a, b in samples], total
 
 
 @dataclass
