@@ -8,6 +8,7 @@ mode's task names), about 0.1 s.
 from __future__ import annotations
 
 import argparse
+import codecs
 import importlib
 import json
 import os
@@ -21,6 +22,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 EXIT_OK, EXIT_FILE_FAILED, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3
+# The app's own output cannot be written (a full disk, a read-only place, no permission): free some space or
+# choose another place, then the same command finishes the work (4 is desktop.app_commands' EXIT_NO_DEVICE).
+EXIT_STORAGE = 5
 
 # Modules that add their own commands (kept light: they import heavy libraries only inside handlers).
 COMMAND_MODULES: list[str] = ["desktop.app_commands", "desktop.folder_commands", "desktop.scene_commands",
@@ -28,8 +32,54 @@ COMMAND_MODULES: list[str] = ["desktop.app_commands", "desktop.folder_commands",
 
 
 def _print_json(data) -> None:
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    json.dump(as_text(data), sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
+
+
+def as_text(data):
+    """JSON-ready data whose strings any UTF-8 reader takes: a file name that is not valid UTF-8 has its bad bytes
+    written as \\xNN (engine.filetypes.text_name), as batch results and the index write them. Without this the
+    JSON printed for such a file would hold bytes that are not UTF-8 (or, on most systems, not be printed at all)."""
+    from engine.filetypes import text_name
+
+    if isinstance(data, str):
+        return text_name(data)
+    if isinstance(data, dict):
+        return {as_text(key): as_text(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [as_text(value) for value in data]
+    return data
+
+
+def shown(name: str) -> str:
+    """A file name on one line of a terminal: bad bytes as \\xNN, a newline or other control character as its
+    escape (a name with a newline must not split the line that reports it)."""
+    from engine.filetypes import text_name
+
+    name = text_name(str(name))
+    return name if name.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
+def _unencodable_as_escapes(error: UnicodeEncodeError) -> tuple[str, int]:
+    """Codec error handler for the CLI's own output: a file name's undecodable bytes (Python keeps them as
+    surrogates U+DC80-U+DCFF) come out as \\xNN, any other character the terminal cannot show as \\uXXXX, instead
+    of a UnicodeEncodeError traceback (Python's strict default on most UTF-8 systems)."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    chars = error.object[error.start:error.end]
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else
+                   (f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}") for c in chars), error.end
+
+
+codecs.register_error("fusiondesk.escape", _unencodable_as_escapes)
+
+
+def _escape_unencodable_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="fusiondesk.escape")
+        except (AttributeError, ValueError, OSError):  # not a text stream we can change (an embedding host's)
+            pass
 
 
 def _runtime(args):
@@ -71,7 +121,7 @@ def _labels_from(args) -> list[str]:
 
 
 def _print_error_line(record) -> None:
-    print(f"{record['file']}: error: {record['error']}", file=sys.stderr)
+    print(f"{shown(record['file'])}: error: {record['error']}", file=sys.stderr)
 
 
 # -- commands ---------------------------------------------------------------------------------------------------
@@ -171,7 +221,7 @@ def cmd_classify(args) -> int:
     def describe(record) -> None:
         kind = record["evidence"].get("kind")
         what = LABEL_SETS.get(record.get("label_set", ""), "")
-        print(f"{record['file']} ({kind if kind and kind != 'text' else record['modality']}{', ' + what if what else ''})")
+        print(f"{shown(record['file'])} ({kind if kind and kind != 'text' else record['modality']}{', ' + what if what else ''})")
         for item in record["labels"]:
             bar = "█" * round(item["score"] * 20)
             print(f"  {item['score']:6.1%} {bar:20} {item['label']}")
@@ -190,20 +240,56 @@ def cmd_transcribe(args) -> int:
 
     runtime = _runtime(args)
     task = "translate" if getattr(args, "translate", False) else "transcribe"
-    records, transcripts = transcribe_files(args.files, language=args.language, task=task, beam_size=args.beam,
-                                            runtime=runtime)
+    progress = TranscribeProgress()
+    try:
+        records, transcripts = transcribe_files(args.files, language=args.language, task=task, beam_size=args.beam,
+                                                runtime=runtime, progress=progress)
+    finally:
+        progress.finish()
     exports = [(fmt, getattr(args, fmt)) for fmt in ("srt", "vtt", "txt") if getattr(args, fmt)]
     for fmt, target in exports:
         _export_transcripts(transcripts, fmt, Path(target))
 
     def describe(record) -> None:
-        print(f"{record['file']} [{record['language']}, {record['duration']:.1f}s]")
+        print(f"{shown(record['file'])} [{record['language']}, {record['duration']:.1f}s]")
         for segment in record["segments"]:
             print(f"  [{segment['start']:7.2f} → {segment['end']:7.2f}] {segment['text'].strip()}")
         if not record["segments"]:
             print("  (no speech)")
 
     return report(records, args, describe)
+
+
+class TranscribeProgress:
+    """`  transcribing 0:41:10 / 2:00:00 (34%)  talk.wav` on a terminal's stderr, redrawn at most 10 times a second
+    through both passes over each recording (finding the speech, then transcribing it); nothing off a terminal."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self._last = 0.0
+        self._shown = False
+
+    def __call__(self, path: str, stage: str, done: float, total: float | None) -> None:
+        import time
+
+        from desktop.folder_commands import _clock
+
+        now = time.monotonic()
+        if not self.enabled or now - self._last < 0.1:
+            return
+        self._last = now
+        of = f" / {_clock(total)} ({min(1.0, done / total):.0%})" if total else ""
+        line = f"  {stage} {_clock(done)}{of}  {shown(path)[-40:]}"
+        self.stream.write("\r" + line[:160].ljust(100))
+        self.stream.flush()
+        self._shown = True
+
+    def finish(self) -> None:
+        if self._shown:
+            self.stream.write("\r" + " " * 100 + "\r")
+            self.stream.flush()
+            self._shown = False
 
 
 def _export_transcripts(transcripts: dict, fmt: str, target: Path) -> None:
@@ -240,7 +326,7 @@ def cmd_read(args) -> int:
     records = read_files(args.files, runtime=_runtime(args))
 
     def describe(record) -> None:
-        print(f"{record['file']} ({len(record['lines'])} lines)")
+        print(f"{shown(record['file'])} ({len(record['lines'])} lines)")
         for line in record["lines"]:
             print(f"  {line['score']:.2f}  {line['text']}")
 
@@ -271,7 +357,7 @@ def cmd_embed(args) -> int:
 
     def describe(record) -> None:
         head = ", ".join(f"{v:+.3f}" for v in record["vector"][:4])
-        print(f"{record['file']} ({record['modality']}): {record['dim']}-d [{head}, …]")
+        print(f"{shown(record['file'])} ({record['modality']}): {record['dim']}-d [{head}, …]")
 
     return report(records, args, describe)
 
@@ -355,8 +441,9 @@ def main(argv: list[str] | None = None) -> int:
         args.handler = cmd_open_app  # no command: the app itself, in its window
     if args.command == "describe" and not args.files and not args.text:
         parser.error("describe needs at least one FILE or --text")
-    from engine.errors import FusionDeskError
+    from engine.errors import FusionDeskError, StorageError
 
+    _escape_unencodable_output()
     warnings.simplefilter("default")
     # Third-party noise, not ours to fix, repeated on every table the UI draws: gradio 6 sets a pandas option that
     # pandas 3 deprecates, and copies frames with the copy= keyword.
@@ -369,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, category, *rest: f"fusiondesk: warning: {message}\n"
     try:
         return args.handler(args)
+    except StorageError as exc:  # a full disk, a read-only place: the message names the path (and the free space)
+        print(f"fusiondesk: error: {exc}", file=sys.stderr)
+        return EXIT_STORAGE
     except FusionDeskError as exc:
         print(f"fusiondesk: error: {exc}", file=sys.stderr)
         return EXIT_BROKEN

@@ -94,10 +94,12 @@ class ProgressBar:
         self._shown = False
 
     def __call__(self, progress) -> None:
+        from desktop.cli import shown
+
         row = progress.last_row
         if row is not None and row.get("status") == "error" and row is not getattr(self, "_reported", None):
             self._reported = row
-            self.message(f"{row['file']}: error: {row['error']}")
+            self.message(f"{shown(row['file'])}: error: {row['error']}")
         now = time.monotonic()
         if not self.enabled or (now - self._last < 0.1 and progress.done < progress.total):
             return
@@ -106,7 +108,7 @@ class ProgressBar:
         filled = int(self.width * progress.done / total)
         eta = "--:--" if progress.eta is None else _clock(progress.eta)
         line = (f"  {progress.done}/{progress.total} [{'#' * filled}{'.' * (self.width - filled)}] "
-                f"{progress.rate:5.1f} files/s  ETA {eta}  {progress.current[-40:]}")
+                f"{progress.rate:5.1f} files/s  ETA {eta}  {shown(progress.current)[-40:]}")
         with self._lock:
             self.stream.write("\r" + line[:160].ljust(100))
             self.stream.flush()
@@ -147,6 +149,8 @@ def cmd_batch(args) -> int:
         batch_size=max(1, args.batch_size), top_k=args.top, language=args.language, include_hidden=args.hidden,
         head=args.head, target=args.target, threshold=args.threshold, masks_dir=Path(args.masks_dir) if args.masks_dir else None,
         segment_mode=args.segment_mode, index=args.index)
+    from engine.errors import StorageError
+
     bar = ProgressBar()
     stop = threading.Event()
     run = BatchRun(args.in_dir, args.out, options, _runtime(args), progress=bar, stop=stop)
@@ -163,6 +167,10 @@ def cmd_batch(args) -> int:
         print("fusiondesk: interrupted; run the same command again to finish (finished files are kept)", file=sys.stderr)
         _print_summary(run.summary, bar)
         return 130
+    except StorageError:  # a full disk, a read-only place: how far it got, then desktop.cli.main says why
+        bar.finish()
+        _print_summary(run.summary, bar)
+        raise
     bar.finish()
     if args.watch:
         _print_summary(summary, bar)
@@ -179,8 +187,13 @@ def _print_summary(summary, bar: ProgressBar) -> None:
     bar.message(text)
 
 
+def _failures(index) -> dict:
+    """rel -> ((size, mtime), reason) of every file the index holds as unusable."""
+    return {item["path"]: ((item["size"], item["mtime"]), item["error"]) for item in index.items() if item["error"]}
+
+
 def cmd_index(args) -> int:
-    from desktop.cli import _runtime
+    from desktop.cli import _runtime, as_text, shown
     from engine.index import FolderIndex
 
     folder = Path(args.dir)
@@ -189,13 +202,22 @@ def cmd_index(args) -> int:
         return EXIT_USAGE
     bar = ProgressBar()
     with FolderIndex(folder) as index:
-        summary = index.update(_runtime(args), workers=max(1, args.workers), language=args.language, progress=bar)
-        bar.finish()
-        data = summary.to_dict() | {"folder": str(index.root), "index": str(index.path), "items": len(index)}
+        before = _failures(index)
+        try:
+            summary = index.update(_runtime(args), workers=max(1, args.workers), language=args.language, progress=bar)
+        finally:
+            bar.finish()  # the progress line ends before any error is said
+        # This run's failures, each with its reason (files that failed before and are unchanged are not retried)
+        errors = [{"file": rel, "error": error} for rel, (key, error) in _failures(index).items()
+                  if before.get(rel, (None,))[0] != key]
+        data = summary.to_dict() | {"folder": str(index.root), "index": str(index.path), "items": len(index),
+                                    "errors": errors}
     if args.json:
-        json.dump(data, sys.stdout, indent=2)
+        json.dump(as_text(data), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
+        for error in errors:
+            print(f"{shown(error['file'])}: error: {error['error']}", file=sys.stderr)
         print(f"indexed {data['folder']}: {data['items']} files ({data['added']} added, {data['changed']} changed, "
               f"{data['renamed']} renamed, {data['copied']} copies, {data['deleted']} removed, "
               f"{data['unchanged']} unchanged, {data['failed']} failed, {data['skipped']} skipped) "
@@ -204,7 +226,7 @@ def cmd_index(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from desktop.cli import _runtime
+    from desktop.cli import _runtime, as_text
     from engine.index import search
 
     if (args.query is None) == (args.like is None):
@@ -222,7 +244,7 @@ def cmd_search(args) -> int:
             return EXIT_OK
     if args.json:
         answer = {"query": args.query} | ({"like": args.like} if args.like else {})
-        json.dump(answer | {"results": [hit.to_dict() for hit in hits]}, sys.stdout, indent=2, ensure_ascii=False)
+        json.dump(as_text(answer | {"results": [hit.to_dict() for hit in hits]}), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
         return EXIT_OK
     if not hits:

@@ -16,3 +16,18 @@ class InputFileError(FusionDeskError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class StorageError(FusionDeskError):
+    """The app's own output (a results file, the search index, a transcript or mask it writes) cannot be
+    written: the disk is full, the place is read-only or not writable. Names the path and, for a full disk,
+    the free space; what was finished before is kept (engine.fileio.storage_error makes these)."""
+
+    def __init__(self, path, problem: str, advice: str = ""):
+        self.path = str(path)
+        self.problem = problem
+        self.advice = advice
+        super().__init__(f"{self.path}: {problem}" + (f"; {advice}" if advice else ""))
+
+    def with_advice(self, more: str) -> "StorageError":
+        return StorageError(self.path, self.problem, f"{self.advice} {more}".strip())

@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .errors import FusionDeskError, InputFileError
+from .filetypes import text_name
+from .fileio import storage_error
 from .folder import Progress, Skipped, walk
 from .perceive import Perceiver, Perception, PerceptionOptions
 from .pipeline import FileEntry, fused_vectors, perceive_stream
@@ -89,9 +91,19 @@ def migrate(con: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
             con.execute("INSERT INTO schema_version (version) VALUES (?)", (version + 1,))
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            _rollback(con)
             raise
     return found
+
+
+def _rollback(con: sqlite3.Connection) -> None:
+    """Undo the open transaction, if SQLite has not already (it does itself after a full disk): the error that
+    got here is the one to report, not "cannot rollback - no transaction is active"."""
+    if con.in_transaction:
+        try:
+            con.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 def indexes_dir() -> Path:
@@ -147,15 +159,38 @@ class FolderIndex:
     def __init__(self, folder: Path | str, path: Path | str | None = None):
         self.root = Path(folder).expanduser().resolve()
         self.path = Path(path) if path is not None else index_path_for(self.root)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._lock = threading.RLock()
         self._matrix: tuple[np.ndarray, list[str], np.ndarray] | None = None
         self._matrix_version: int | None = None  # PRAGMA data_version when the matrix was loaded
-        with self._lock:
-            self._con.execute("PRAGMA journal_mode=WAL")  # readers (search) do not wait for an update
-            migrate(self._con)
-            self._con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('root', ?)", (str(self.root),))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._storage_error(exc) from None
+        try:
+            with self._lock:
+                self._con.execute("PRAGMA journal_mode=WAL")  # readers (search) do not wait for an update
+                migrate(self._con)
+                # Written only when it changes: opening an index to search it writes nothing (a full disk, too)
+                root = self._con.execute("SELECT value FROM meta WHERE key = 'root'").fetchone()
+                if root is None or root[0] != str(self.root):
+                    self._con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('root', ?)", (str(self.root),))
+        except (OSError, sqlite3.Error) as exc:
+            self._con.close()
+            raise self._storage_error(exc) from None
+
+    def _storage_error(self, exc: BaseException) -> BaseException:
+        """A full disk, a read-only or unwritable data folder, a damaged index file: said in words, with the
+        index's path (and the free space); any other error as it is."""
+        name = (getattr(exc, "sqlite_errorname", None) or "") if isinstance(exc, sqlite3.Error) else ""
+        if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+            return FusionDeskError(f"the search index {self.path} is damaged ({exc}): delete it, then index the "
+                                   "folder again")
+        if name.startswith("SQLITE_BUSY"):
+            return FusionDeskError(f"the search index {self.path} is busy: another FusionDesk run (the app, or another "
+                                   "command) is writing it; try again when that has finished")
+        return storage_error(exc, getattr(exc, "filename", None) or self.path,
+                             "set FUSIONDESK_DATA_DIR to a folder you can write to")
 
     @staticmethod
     def existing(folder: Path | str) -> "FolderIndex":
@@ -178,13 +213,17 @@ class FolderIndex:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: all of it is in the index, or none of it (a kill, a full disk: SQLite's WAL)."""
         with self._lock:
-            self._con.execute("BEGIN")
             try:
+                self._con.execute("BEGIN")
                 yield self._con
                 self._con.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(self._con)
+                raise self._storage_error(exc) from None
             except BaseException:
-                self._con.execute("ROLLBACK")
+                _rollback(self._con)
                 raise
 
     def __len__(self) -> int:
@@ -386,7 +425,7 @@ class FolderIndex:
         """(rel, vector) when `path` is an indexed file of this folder whose content is unchanged."""
         try:
             resolved = path.resolve()
-            rel = resolved.relative_to(self.root).as_posix()
+            rel = text_name(resolved.relative_to(self.root).as_posix())  # as the index stores names (engine.folder.walk)
             info = resolved.stat()
         except (ValueError, OSError):
             return None
