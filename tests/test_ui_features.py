@@ -438,8 +438,15 @@ def test_a_snapshot_lands_in_the_chosen_class_and_the_work_survives_a_restart(pa
     page.get_by_role("tab", name="Webcam").click()
     snapshot = page.locator("#teach-snapshot")
     snapshot.get_by_text("Click to Access Webcam").click()
-    snapshot.get_by_role("button", name="capture photo").click()
-    snapshot.locator("img").wait_for()
+    taken = snapshot.locator("img:visible")
+    for _ in range(5):  # the fake camera can take a moment to deliver its first frame on a busy machine
+        snapshot.get_by_role("button", name="capture photo").click()
+        try:
+            taken.first.wait_for(timeout=5000)
+            break
+        except Exception:
+            continue
+    taken.first.wait_for()
     page.get_by_role("button", name="Add snapshot to this class").click()
     page.locator("#teach-added").get_by_text("Added a snapshot to cup (1 example)").wait_for()
     assert class_counts("desk") == {"cat": 0, "cup": 1}
