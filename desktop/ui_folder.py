@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import gradio as gr
+import numpy as np
 
 from desktop.ui import esc, readable_errors
 from engine.errors import FusionDeskError
@@ -406,7 +407,8 @@ def open_result(shown: dict | None, rank: int):
                          f"Plays from the start: “{esc(said)}”.")
         try:
             rate, samples = read_excerpt(path, max(0.0, start - 0.5), PREVIEW_AUDIO_SECONDS)
-            recording = (rate, samples)
+            # 16-bit, as the player is sent it anyway (gradio would convert float samples itself, with a warning)
+            recording = (rate, (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16))
         except InputFileError as exc:
             lines.append(esc(str(exc)))
     text = hit.get("ocr_text") or ""
