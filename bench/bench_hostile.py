@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,25 +35,19 @@ SENTENCES = ["Please send the quarterly report to the finance team by Friday.",
              "Remember to water the plants in the kitchen before you leave.",
              "The train to Lisbon leaves from platform four at nine fifteen."]
 # A child's peak memory: ru_maxrss of its own children, measured by a small parent of its own.
-MEASURE = ("import resource, subprocess, sys\n"
-           "with open(sys.argv[1], 'wb') as out:\n"
-           "    code = subprocess.run(sys.argv[2:], stdout=out).returncode\n"
-           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)\n")
-
-
 def measured(out: Path, args: list[str], env: dict, summary_on: str = "stderr") -> dict:
     """Run `fusiondesk ARGS` (stdout to `out`): exit code, seconds, peak RSS in MB, the last line it printed on
     `summary_on` (batch says how it went on stderr, index on stdout)."""
+    from faults import run_measured
+
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-c", MEASURE, str(out), *FUSIONDESK, *args], capture_output=True,
-                            text=True, cwd=ROOT, env=env)
+    result, megabytes, code = run_measured(out, [*FUSIONDESK, *args], env)
     seconds = time.monotonic() - started
     if "Traceback" in result.stderr:
         raise SystemExit(f"fusiondesk {' '.join(args)} printed a traceback:\n{result.stderr}")
-    kilobytes, code = result.stdout.split()
     printed = result.stderr if summary_on == "stderr" else out.read_text(errors="replace")
     lines = [line for line in printed.splitlines() if line.strip()]
-    return {"exit": int(code), "seconds": round(seconds, 1), "peak_mb": round(int(kilobytes) / 1024, 1),
+    return {"exit": code, "seconds": round(seconds, 1), "peak_mb": round(megabytes, 1),
             "last_line": lines[-1].strip() if lines else ""}
 
 

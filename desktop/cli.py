@@ -273,14 +273,14 @@ class TranscribeProgress:
     def __call__(self, path: str, stage: str, done: float, total: float | None) -> None:
         import time
 
-        from desktop.folder_commands import _clock
+        from desktop.folder_commands import clock_text
 
         now = time.monotonic()
         if not self.enabled or now - self._last < 0.1:
             return
         self._last = now
-        of = f" / {_clock(total)} ({min(1.0, done / total):.0%})" if total else ""
-        line = f"  {stage} {_clock(done)}{of}  {shown(path)[-40:]}"
+        of = f" / {clock_text(total)} ({min(1.0, done / total):.0%})" if total else ""
+        line = f"  {stage} {clock_text(done)}{of}  {shown(path)[-40:]}"
         self.stream.write("\r" + line[:160].ljust(100))
         self.stream.flush()
         self._shown = True

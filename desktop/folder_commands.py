@@ -106,7 +106,7 @@ class ProgressBar:
         self._last = now
         total = max(progress.total, 1)
         filled = int(self.width * progress.done / total)
-        eta = "--:--" if progress.eta is None else _clock(progress.eta)
+        eta = "--:--" if progress.eta is None else clock_text(progress.eta)
         line = (f"  {progress.done}/{progress.total} [{'#' * filled}{'.' * (self.width - filled)}] "
                 f"{progress.rate:5.1f} files/s  ETA {eta}  {shown(progress.current)[-40:]}")
         with self._lock:
@@ -128,7 +128,8 @@ class ProgressBar:
                 self._shown = False
 
 
-def _clock(seconds: float) -> str:
+def clock_text(seconds: float) -> str:
+    """'4:05' or '1:04:05': a duration as people read it (progress lines, the Search tab's play position)."""
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
@@ -183,7 +184,7 @@ def _print_summary(summary, bar: ProgressBar) -> None:
     text = (f"{data['ok']} ok, {data['failed']} failed, {data['skipped']} skipped"
             + (f" ({reasons})" if reasons else "")
             + (f", {data['resumed']} already done" if data["resumed"] else "")
-            + f" in {_clock(data['seconds'])} -> {data['results']}")
+            + f" in {clock_text(data['seconds'])} -> {data['results']}")
     bar.message(text)
 
 
@@ -193,7 +194,7 @@ def _failures(index) -> dict:
 
 
 def cmd_index(args) -> int:
-    from desktop.cli import _runtime, as_text, shown
+    from desktop.cli import _print_error_line, _runtime, as_text
     from engine.index import FolderIndex
 
     folder = Path(args.dir)
@@ -217,11 +218,11 @@ def cmd_index(args) -> int:
         sys.stdout.write("\n")
     else:
         for error in errors:
-            print(f"{shown(error['file'])}: error: {error['error']}", file=sys.stderr)
+            _print_error_line(error)
         print(f"indexed {data['folder']}: {data['items']} files ({data['added']} added, {data['changed']} changed, "
               f"{data['renamed']} renamed, {data['copied']} copies, {data['deleted']} removed, "
               f"{data['unchanged']} unchanged, {data['failed']} failed, {data['skipped']} skipped) "
-              f"in {_clock(data['seconds'])}")
+              f"in {clock_text(data['seconds'])}")
     return EXIT_OK if summary.failed == 0 else EXIT_FILE_FAILED
 
 

@@ -75,8 +75,9 @@ OPTIONAL_TABS = [
 
 CSS = """
 .fd-offline {font-size: 0.9em; opacity: 0.85}
-.fd-play {cursor: pointer}
-.fd-play:hover {background: var(--background-fill-secondary)}
+/* Rows and cards that do something when clicked: a transcript row plays, a search result opens. */
+.fd-play, .fd-result {cursor: pointer}
+.fd-play:hover, .fd-result:hover {background: var(--background-fill-secondary)}
 .fd-player {width: 100%; margin: 4px 0}
 /* Thumbnails one size, however few: Gradio's gallery gives a single picture the whole width. */
 .fd-thumbs .grid-container {grid-template-columns: repeat(6, minmax(100px, 1fr)) !important}
@@ -85,8 +86,6 @@ CSS = """
 /* Gradio labels the button that starts a streaming webcam "Record"; nothing is recorded: it starts the camera. */
 #live-camera .icon-with-text:has(> .icon[title="start recording"]) {font-size: 0}
 #live-camera .icon-with-text:has(> .icon[title="start recording"])::after {content: "Start camera"; font-size: var(--text-md); white-space: nowrap}
-.fd-result {cursor: pointer}
-.fd-result:hover {background: var(--background-fill-secondary)}
 .fd-error {border-color: #d33; background: rgba(221, 51, 51, 0.08)}
 .fd-bar {display: grid; grid-template-columns: minmax(8em, 16em) 1fr 4.5em; gap: 8px; align-items: center; margin: 2px 0}
 .fd-track {background: var(--neutral-200); border-radius: 4px; height: 0.9em; overflow: hidden}

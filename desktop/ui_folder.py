@@ -373,14 +373,10 @@ PREVIEW_AUDIO_SECONDS = 300.0  # a result plays from its matching part, up to fi
 EXCERPT_LINES = 3  # lines of text shown either side of the matching line
 
 
-def clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
-
-
 def open_result(shown: dict | None, rank: int):
     """A result opened below the list: (heading and excerpt, picture, recording from its matching part, the
     file's path for the Open / Show-in-folder buttons, the buttons' visibility)."""
+    from desktop.folder_commands import clock_text
     from engine.audio import read_excerpt
     from engine.errors import InputFileError
     from engine.index import best_passage
@@ -403,7 +399,7 @@ def open_result(shown: dict | None, rank: int):
             where = best_passage(query, [text for _, _, text in segments])
             start = float(segments[where][0])
             said = segments[where][2].strip()
-            lines.append(f"Plays from {clock(start)}, where it says “{esc(said)}”." if query else
+            lines.append(f"Plays from {clock_text(start)}, where it says “{esc(said)}”." if query else
                          f"Plays from the start: “{esc(said)}”.")
         try:
             rate, samples = read_excerpt(path, max(0.0, start - 0.5), PREVIEW_AUDIO_SECONDS)

@@ -87,7 +87,13 @@ def add_recording(head_name: str, class_name: str, audio_path: str | None) -> Pa
 
 LAST_WORKSPACE_FILE = ".last"  # in teach_root(): the model being taught when the app was last used
 DEFAULT_WORKSPACE = "my-model"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def _is_picture(example: Path) -> bool:
+    """An example shown as a thumbnail on its class card (recordings, texts and folders are listed by name)."""
+    from engine.filetypes import IMAGE_EXTENSIONS
+
+    return example.is_file() and example.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def last_workspace() -> str:
@@ -132,7 +138,7 @@ def delete_example(head_name: str, class_name: str, example_name: str) -> None:
 def delete_class(head_name: str, class_name: str) -> int:
     """Remove a class and its examples; returns how many examples went with it."""
     folder = _class_dir(head_name, class_name)
-    count = sum(1 for p in folder.iterdir() if not p.name.startswith("."))
+    count = len(examples_of(head_name, class_name))
     shutil.rmtree(folder)
     return count
 
@@ -215,8 +221,8 @@ def class_view(head_name: str, class_name: str | None):
         found = examples_of(head_name, class_name)
     except FusionDeskError:
         found = []
-    pictures = [(str(p), p.name) for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    others = [p.name for p in found if not (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)]
+    pictures = [(str(p), p.name) for p in found if _is_picture(p)]
+    others = [p.name for p in found if not _is_picture(p)]
     listing = ("Other examples: " + ", ".join(others)) if others else ""
     if class_name and not found:
         listing = f"No examples in **{class_name}** yet: add some below."
@@ -343,8 +349,7 @@ def teach_tab(app: gr.Blocks | None = None) -> None:
         return *refresh_classes(head_name), f"Deleted the class **{class_name}** and its {count} example(s)."
 
     def on_pick_picture(head_name, class_name, event: gr.SelectData):
-        shown = [p.name for p in examples_of(head_name, class_name)
-                 if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        shown = [p.name for p in examples_of(head_name, class_name) if _is_picture(p)]
         return gr.update(value=shown[event.index]) if 0 <= event.index < len(shown) else gr.update()
 
     @readable_errors

@@ -328,6 +328,14 @@ def flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+OUT_ELSEWHERE = "choose another --out file"  # what to do when the results file's place cannot be written
+
+
+def _json_rows(text: str) -> Iterator[dict[str, Any]]:
+    # Rows end at "\n" only: splitlines() would also cut at U+2028 or U+0085, which JSON leaves raw in a name.
+    return (json.loads(line) for line in text.split("\n") if line.strip())
+
+
 class ResultsFile:
     """JSONL or CSV results, appended one row at a time with one write() and flushed.
 
@@ -357,7 +365,7 @@ class ResultsFile:
                     self._write(self._csv_line(dict(zip(columns, columns))))
         except OSError as exc:
             self.close_quietly()
-            raise storage_error(exc, exc.filename or self.path, "choose another --out file") from None
+            raise storage_error(exc, exc.filename or self.path, OUT_ELSEWHERE) from None
         except BaseException:
             self.close_quietly()
             raise
@@ -379,7 +387,7 @@ class ResultsFile:
             try:
                 os.fsync(fd)
             except OSError as exc:
-                raise storage_error(exc, self.path, "choose another --out file") from None
+                raise storage_error(exc, self.path, OUT_ELSEWHERE) from None
             finally:
                 os.close(fd)
 
@@ -414,7 +422,7 @@ class ResultsFile:
                 os.ftruncate(self._fd, start)  # no half row: the file ends with the last whole one
             except OSError:
                 pass  # then a resume cuts it
-            raise storage_error(exc, self.path, "choose another --out file") from None
+            raise storage_error(exc, self.path, OUT_ELSEWHERE) from None
 
     def _csv_line(self, flat: dict[str, Any]) -> str:
         buffer = io.StringIO()
@@ -445,8 +453,7 @@ class ResultsFile:
                     "another --out file or start over with --no-resume")
             rows: Iterable[dict[str, Any]] = reader
         else:
-            # Rows end at "\n" only: splitlines() would also cut at U+2028 or U+0085, which JSON leaves raw in a name.
-            rows = (json.loads(line) for line in text.split("\n") if line.strip())
+            rows = _json_rows(text)
         try:
             for row in rows:
                 self.done[str(row["file"])] = (int(row["size"]), float(row["mtime"]))
@@ -578,7 +585,7 @@ class BatchRun:
             self.out.parent.mkdir(parents=True, exist_ok=True)
             os.close(os.open(self.out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
         except OSError as exc:
-            raise storage_error(exc, exc.filename or self.out, "choose another --out file") from None
+            raise storage_error(exc, exc.filename or self.out, OUT_ELSEWHERE) from None
         if not existed:
             self.out.unlink(missing_ok=True)
 
@@ -900,5 +907,4 @@ def read_results(path: Path | str) -> list[dict[str, Any]]:
         text = handle.read()
     if path.suffix.lower() == ".csv":
         return list(csv.DictReader(io.StringIO(text, newline="")))
-    # Rows end at "\n" only: splitlines() would also cut at U+2028 or U+0085, which JSON leaves raw in a name.
-    return [json.loads(line) for line in text.split("\n") if line.strip()]
+    return list(_json_rows(text))

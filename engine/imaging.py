@@ -102,22 +102,23 @@ def to_rgb(image: Image.Image, path: Path | str = "image") -> Image.Image:
     return image.convert("RGB")
 
 
+_OVER_THE_LIMIT = f"more than the {MAX_PIXELS / 1e6:.0f} megapixels the app opens (a decompression bomb or a huge scan)"
+
+
 def _check_pixels(path: Path, size: tuple[int, int]) -> None:
     width, height = size
     if width <= 0 or height <= 0:
         raise InputFileError(path, f"the image claims an impossible size {width}x{height}")
     if width * height > MAX_PIXELS:
-        raise InputFileError(
-            path, f"the image is {width}x{height} ({width * height / 1e6:.0f} megapixels), more than the "
-                  f"{MAX_PIXELS / 1e6:.0f} megapixels the app opens (a decompression bomb or a huge scan)")
+        raise InputFileError(path, f"the image is {width}x{height} ({width * height / 1e6:.0f} megapixels), "
+                                   + _OVER_THE_LIMIT)
 
 
 def _bomb_problem(exc: Exception) -> str:
     """PIL refuses a header declaring over twice its limit before we see the size; say it as _check_pixels does."""
     found = re.search(r"\((\d+) pixels\)", str(exc))
     declared = f"declares {int(found.group(1)) / 1e6:.0f} megapixels" if found else "is too large"
-    return (f"the image {declared}, more than the {MAX_PIXELS / 1e6:.0f} megapixels the app opens (a decompression "
-            "bomb or a huge scan)")
+    return f"the image {declared}, " + _OVER_THE_LIMIT
 
 
 def _draft(image: Image.Image, max_side: int | None, min_side: int | None) -> None:

@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, AudioFile, load_audio, to_mono_16k
+from .audio import SAMPLE_RATE, AudioFile, to_mono_16k
 from .errors import FusionDeskError, ModelBundleError
 from .runtime import Runtime, get_runtime
 
@@ -682,16 +682,10 @@ def _source(audio_or_path, sample_rate: int):
         return AudioFile(audio_or_path)
     if isinstance(audio_or_path, AudioFile):
         return audio_or_path
-    return _Samples(_as_samples(audio_or_path, sample_rate))
-
-
-def _as_samples(audio_or_path: np.ndarray | str | Path, sample_rate: int) -> np.ndarray:
-    if isinstance(audio_or_path, (str, Path)):
-        return load_audio(audio_or_path)
     samples = np.asarray(audio_or_path)
     if sample_rate != SAMPLE_RATE or samples.ndim != 1 or samples.dtype != np.float32:
         samples = to_mono_16k(samples, sample_rate)
-    return samples
+    return _Samples(samples)
 
 
 def _check_request(spec: WhisperSpec, language: str | None, task: str) -> str | None:

@@ -97,6 +97,23 @@ def run_cli(argv: list[str], env: dict[str, str], timeout: float = 300) -> dict[
             "seconds": round(time.monotonic() - start, 2)}
 
 
+# Runs a command with its stdout going to a file, then prints the command's own peak RSS (not this process's) and
+# its exit code.
+_PEAK_RSS = ("import resource, subprocess, sys\n"
+             "with open(sys.argv[1], 'wb') as out:\n"
+             "    code = subprocess.run(sys.argv[2:], stdout=out).returncode\n"
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)\n")
+
+
+def run_measured(out: Path, argv: list[str], env: dict[str, str], timeout: float | None = None
+                 ) -> tuple[subprocess.CompletedProcess, float, int]:
+    """Run `argv` with its stdout to `out`: (the run, with its stderr; its peak RSS in MB; its exit code)."""
+    result = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(out), *argv], capture_output=True, text=True,
+                            cwd=ROOT, env=env, timeout=timeout)
+    kilobytes, code = result.stdout.split()
+    return result, int(kilobytes) / 1024, int(code)
+
+
 # ---------------------------------------------------------------------------------------------- the index
 
 

@@ -245,20 +245,14 @@ def clips(tmp_path_factory) -> list[np.ndarray]:
 
 
 # The peak memory of a command in its own process (ru_maxrss of the child: this one's children are not counted)
-MEASURE = ("import resource, subprocess, sys\n"
-           "with open(sys.argv[1], 'wb') as out:\n"
-           "    code = subprocess.run(sys.argv[2:], stdout=out).returncode\n"
-           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)\n")
-
-
 def peak_memory(out: Path, *args) -> tuple[float, int]:
     """(peak RSS in MB, exit code) of `fusiondesk ARGS`, its stdout to `out`."""
+    from faults import run_measured
+
     env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict", "PYTHONUTF8": "0"}
-    result = subprocess.run([sys.executable, "-c", MEASURE, str(out), *FUSIONDESK, *map(str, args)],
-                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    result, megabytes, code = run_measured(out, [*FUSIONDESK, *map(str, args)], env, timeout=300)
     assert "Traceback" not in result.stderr, result.stderr
-    kilobytes, code = result.stdout.split()
-    return int(kilobytes) / 1024, int(code)
+    return megabytes, code
 
 
 def test_a_long_recording_transcribes_in_memory_that_does_not_grow_with_it(clips, tmp_path):

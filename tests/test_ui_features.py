@@ -342,6 +342,16 @@ def pick_class(page, name: str) -> None:
     page.get_by_role("option", name=name, exact=True).click()
 
 
+def start_model(page, model: str, classes: tuple[str, ...]) -> None:
+    """Teach tab: name the model and add its classes, as a person would."""
+    page.get_by_role("tab", name="Teach").click()
+    page.get_by_label("Model name").fill(model)
+    for name in classes:
+        page.get_by_label("New class").fill(name)
+        page.get_by_role("button", name="Add class", exact=True).click()
+        page.locator("#teach-added").get_by_text(f"Added the class {name}").wait_for()
+
+
 def test_teach_keeps_the_work_and_edits_class_cards(page, media, tmp_path):
     """Classes and examples go into the chosen class, survive a page reload, and can be deleted; training with
     too little says what to do in plain words."""
@@ -352,12 +362,7 @@ def test_teach_keeps_the_work_and_edits_class_cards(page, media, tmp_path):
         path = tmp_path / f"cat-{i}.jpg"
         Image.fromarray(data.chelsea()).crop(box).save(path, quality=90)
         photos.append(path)
-    page.get_by_role("tab", name="Teach").click()
-    page.get_by_label("Model name").fill("pets")
-    for name in ("cat", "cup"):
-        page.get_by_label("New class").fill(name)
-        page.get_by_role("button", name="Add class", exact=True).click()
-        page.locator("#teach-added").get_by_text(f"Added the class {name}").wait_for()
+    start_model(page, "pets", ("cat", "cup"))
     pick_class(page, "cat")
     page.locator("#teach-other-examples").get_by_text("No examples in cat yet").wait_for()
     page.locator("#teach-uploads input[type=file]").set_input_files([str(p) for p in photos])
@@ -428,12 +433,7 @@ def test_a_snapshot_lands_in_the_chosen_class_and_the_work_survives_a_restart(pa
     from conftest import ROOT
     from desktop.ui_teach import class_counts
 
-    page.get_by_role("tab", name="Teach").click()
-    page.get_by_label("Model name").fill("desk")
-    for name in ("cat", "cup"):
-        page.get_by_label("New class").fill(name)
-        page.get_by_role("button", name="Add class", exact=True).click()
-        page.locator("#teach-added").get_by_text(f"Added the class {name}").wait_for()
+    start_model(page, "desk", ("cat", "cup"))
     pick_class(page, "cup")
     page.get_by_role("tab", name="Webcam").click()
     snapshot = page.locator("#teach-snapshot")
