@@ -252,7 +252,7 @@ def frame_lags(calls: list[dict], shown: list[list[float]], period: int) -> dict
             "frame_age_at_start_max_s": round(float(np.max(ages)), 3), "frames_timed": len(lags)}
 
 
-def bench_webcam_under_load(seconds: float, load: bool) -> dict:
+def bench_webcam_under_load(seconds: float, load: bool, boxes: bool = False) -> dict:
     """Labels per second, frames the browser sent, and the lag, with or without a Files-tab analysis running
     all along in the same server (a second page clicks Analyse on four photos, OCR, boxes and person masks on:
     the Files tab's defaults, through the app's queue, as a person would)."""
@@ -310,6 +310,8 @@ def bench_webcam_under_load(seconds: float, load: bool) -> dict:
             page.on("request", lambda r: posts.append(time.monotonic())
                     if r.method == "POST" and re.search(r"/stream/[0-9a-f]+$", r.url) else None)
             page.goto(url)
+            if boxes:
+                page.locator("#live-boxes input").check()
             page.get_by_text("Click to Access Webcam").click()
             page.get_by_role("button", name="capture photo").click()
             page.locator("#live-fps").get_by_text("frames per second").wait_for(timeout=30_000)
@@ -344,7 +346,7 @@ def bench_webcam_under_load(seconds: float, load: bool) -> dict:
     sent = [t for t in posts if t0 <= t <= t1]
     to_monotonic = time.monotonic() - time.time()
     presented = [m for _, m in shown if t0 <= m / 1000 + to_monotonic <= t1]
-    result = {"load": "Files analysis" if load else "none", "seconds": round(t1 - t0, 1),
+    result = {"load": "Files analysis" if load else "none", "boxes": boxes, "seconds": round(t1 - t0, 1),
               "labels_per_s": round((last - first) / (t1 - t0), 1),
               "frames_sent_per_s": round(len(sent) / (t1 - t0), 1),
               "handler_calls_per_s": round(len(window) / (t1 - t0), 1),
@@ -493,6 +495,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20, help="how long to count webcam frames")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--screenshots", metavar="DIR", help="only take screenshots of the main tabs into DIR")
+    parser.add_argument("--boxes", action="store_true", help="under load: with object boxes drawn on every frame")
     parser.add_argument("--load-only", action="store_true",
                         help="only the webcam alone and under load (a Files analysis running), with lags")
     args = parser.parse_args()
@@ -506,9 +509,10 @@ def main() -> int:
 
     report = {"cpu_count": os.cpu_count(), "onnxruntime": ort.__version__}
     for key, load in (("webcam_alone", False), ("webcam_under_load", True)):
-        result = report[key] = bench_webcam_under_load(args.seconds, load)
+        result = report[key] = bench_webcam_under_load(args.seconds, load, args.boxes)
         print(f"webcam, load {result['load']}: {result['labels_per_s']} labelled frames/s (the page sent "
-              f"{result['frames_sent_per_s']}/s, {result['frames_dropped_unseen_per_s']}/s dropped unseen); lag "
+              f"{result['frames_sent_per_s']}/s, {result['frames_dropped_unseen_per_s']}/s dropped unseen; the handler "
+              f"took {result['handler_s_median']} s a frame, median); lag "
               f"median {result.get('lag_median_s')} s, 90% {result.get('lag_p90_s')} s, "
               f"max {result.get('lag_max_s')} s, first/last third {result.get('lag_median_first_third_s')}/{result.get('lag_median_last_third_s')} s"
               + (f"; Files analysis running {result['files_busy_share']:.0%} of the time, "
