@@ -227,7 +227,7 @@ def cmd_index(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from desktop.cli import _runtime, as_text
+    from desktop.cli import _runtime, as_text, shown
     from engine.index import search
 
     if (args.query is None) == (args.like is None):
@@ -241,7 +241,7 @@ def cmd_search(args) -> int:
         closest = hits[0] if hits else None
         hits = good_matches(hits)
         if not hits and closest is not None and not args.json:
-            print(f"no good match (the closest: {closest.path}, {closest.score:.3f})")
+            print(f"no good match (the closest: {shown(closest.path)}, {closest.score:.3f})")
             return EXIT_OK
     if args.json:
         answer = {"query": args.query} | ({"like": args.like} if args.like else {})
@@ -251,7 +251,7 @@ def cmd_search(args) -> int:
     if not hits:
         print("no results")
     for rank, hit in enumerate(hits, 1):
-        print(f"{rank:3}. {hit.score:.3f}  {hit.modality:5}  {hit.path}")
+        print(f"{rank:3}. {hit.score:.3f}  {hit.modality:5}  {shown(hit.path)}")
         snippet = " ".join((hit.transcript or hit.ocr_text).split())
         if snippet:
             print(f"              {snippet[:110]}")

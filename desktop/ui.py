@@ -38,6 +38,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from engine.errors import FusionDeskError  # noqa: E402
+from engine.filetypes import text_name  # noqa: E402
 from engine.runtime import Runtime, default_threads, get_runtime, set_runtime  # noqa: E402
 
 log = logging.getLogger("fusiondesk.ui")
@@ -111,12 +112,12 @@ def readable_errors(handler):
             return handler(*args, **kwargs)
         except gr.Error:
             raise
-        except FusionDeskError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+        except FusionDeskError as exc:  # as text the page takes: a file name's bad bytes as \xNN
+            raise gr.Error(text_name(str(exc)), print_exception=False) from None
         except Exception as exc:
             log.exception("%s failed", handler.__name__)
-            raise gr.Error(f"Something went wrong ({type(exc).__name__}: {exc}). The details are in the log.",
-                           print_exception=False) from None
+            raise gr.Error(text_name(f"Something went wrong ({type(exc).__name__}: {exc}). The details are in the "
+                                     "log."), print_exception=False) from None
 
     return wrapper
 
@@ -128,8 +129,9 @@ def parse_labels(text: str | None) -> list[str]:
 
 
 def display_name(path: str) -> str:
-    # Gradio keeps uploads as <temp>/<hash>/<original name>: the original name is what the person knows.
-    return Path(path).name
+    # Gradio keeps uploads as <temp>/<hash>/<original name>: the original name is what the person knows. A name
+    # that is not valid UTF-8 shows its bad bytes as \xNN (engine.filetypes.text_name): the page is UTF-8.
+    return text_name(Path(path).name)
 
 
 def esc(text: Any) -> str:

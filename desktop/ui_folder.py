@@ -18,8 +18,9 @@ from typing import Any, Iterator
 import gradio as gr
 import numpy as np
 
-from desktop.ui import esc, readable_errors
+from desktop.ui import display_name, esc, readable_errors
 from engine.errors import FusionDeskError
+from engine.filetypes import text_name
 
 POLL_SECONDS = 0.5  # how often the page is refreshed while a run goes on
 TABLE_ROWS = 200  # the newest rows shown; the whole run is in the results file
@@ -326,14 +327,14 @@ def search_folder(query: str, folder: str, modality: str, top: float, like: str 
         good = good_matches(hits)
         if not good and hits:
             note = (f'<p class="fd-muted">No good match for “{esc(query)}”. The closest was '
-                    f"{esc(Path(hits[0].path).name)} ({hits[0].score:.2f}); untick “good matches only” to see "
+                    f"{esc(display_name(hits[0].path))} ({hits[0].score:.2f}); untick “good matches only” to see "
                     "everything ranked.</p>")
         hits = good
     pictures, picture_ranks = [], []  # the gallery's n-th picture is the result of rank picture_ranks[n]
     for rank, hit in enumerate(hits):
         thumb = _thumbnail(hit.path) if hit.modality == "image" else None
         if thumb is not None:
-            pictures.append((thumb, f"{hit.score:.2f} · {Path(hit.path).name}"))
+            pictures.append((thumb, f"{hit.score:.2f} · {display_name(hit.path)}"))
             picture_ranks.append(rank)
     shown = {"query": "" if by_file else query, "hits": [asdict(h) for h in hits], "pictures": picture_ranks}
     return pictures, note or hits_html(hits), shown
@@ -357,9 +358,9 @@ def hits_html(hits) -> str:
         snippet = " ".join((hit.transcript or hit.ocr_text).split())
         heard = "heard" if hit.transcript else ("text" if hit.modality == "text" else "reads")
         cards.append(f'<div class="fd-card fd-result" data-rank="{rank - 1}" title="Open">'
-                     f'<h4>{rank}. {esc(Path(hit.path).name)} '
+                     f'<h4>{rank}. {esc(display_name(hit.path))} '
                      f'<span class="fd-muted">{esc(hit.modality)} · {hit.score:.3f}</span></h4>'
-                     f'<div class="fd-muted">{esc(hit.path)}</div>'
+                     f'<div class="fd-muted">{esc(text_name(hit.path))}</div>'
                      + (f'<div>{heard}: “{esc(snippet[:300])}”</div>' if snippet else "") + "</div>")
     return '<p class="fd-muted">Click a result to open it.</p>' + "".join(cards)
 
@@ -386,7 +387,7 @@ def open_result(shown: dict | None, rank: int):
         raise gr.Error("That result is no longer shown: search again.", print_exception=False)
     hit, query = hits[rank], (shown or {}).get("query", "")
     path = Path(hit["path"])
-    lines = [f"#### {esc(path.name)}", f'<span class="fd-muted">{esc(str(path))}</span>']
+    lines = [f"#### {esc(display_name(path))}", f'<span class="fd-muted">{esc(text_name(str(path)))}</span>']
     picture, recording = None, None
     if not path.is_file():
         lines.append("This file is no longer there (moved or deleted since it was indexed).")
@@ -406,7 +407,7 @@ def open_result(shown: dict | None, rank: int):
             # 16-bit, as the player is sent it anyway (gradio would convert float samples itself, with a warning)
             recording = (rate, (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16))
         except InputFileError as exc:
-            lines.append(esc(str(exc)))
+            lines.append(esc(text_name(str(exc))))
     text = hit.get("ocr_text") or ""
     if text.strip():
         passages = [line for line in text.splitlines() if line.strip()] or [text]
@@ -437,8 +438,8 @@ def hand_to_system(path: str, how: str) -> str:
     if not path:
         raise gr.Error("Open a result first.", print_exception=False)
     program = (open_file if how == "open" else reveal_file)(path)
-    return (f"Opened {esc(Path(path).name)} ({program})." if how == "open"
-            else f"Showed {esc(Path(path).name)} in its folder ({program}).")
+    return (f"Opened {esc(display_name(path))} ({program})." if how == "open"
+            else f"Showed {esc(display_name(path))} in its folder ({program}).")
 
 
 def search_tab(app: gr.Blocks | None = None) -> None:

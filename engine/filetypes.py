@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import stat
 from pathlib import Path
 
@@ -127,3 +129,16 @@ def text_name(name: str) -> str:
         return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate that is no escaped byte (not from the file system): \udXXX
         return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")  # what text_name writes for a byte that is not UTF-8 (0x80-0xff)
+
+
+def disk_path(folder: Path, name: str) -> Path:
+    """The file that `name`, as `text_name` wrote it, stands for under `folder`: the name itself where such a file
+    exists, else the name with each \\xNN turned back into its byte. (A name that really holds the four characters
+    \\xNN is valid UTF-8 and was stored as it is; the file on disk decides which one is meant.)"""
+    direct = folder / name
+    if "\\x" not in name or os.path.lexists(direct):
+        return direct
+    return folder / _ESCAPED_BYTE.sub(lambda match: chr(0xDC00 + int(match.group(1), 16)), name)

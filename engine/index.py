@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .errors import FusionDeskError, InputFileError
-from .filetypes import text_name
+from .filetypes import disk_path, text_name
 from .fileio import storage_error
 from .folder import Progress, Skipped, walk
 from .perceive import Perceiver, Perception, PerceptionOptions
@@ -418,7 +418,7 @@ class FolderIndex:
                 ocr, heard, timed = self._con.execute("SELECT ocr_text, transcript, segments FROM items WHERE path = ?",
                                                       (rel,)).fetchone()
                 segments = [(float(a), float(b), str(t)) for a, b, t in json.loads(timed)] if timed else []
-                hits.append(Hit(str(self.root / rel), rel, score, modality, ocr or "", heard or "", segments))
+                hits.append(Hit(str(disk_path(self.root, rel)), rel, score, modality, ocr or "", heard or "", segments))
             return hits
 
     def stored_vector(self, path: Path) -> tuple[str, np.ndarray] | None:

@@ -180,11 +180,42 @@ def test_a_name_with_a_line_separator_resumes(tmp_path):
     assert again.returncode == EXIT_OK, again.stderr
 
 
-def test_search_like_a_file_whose_name_is_not_utf8(hostile):
+def test_search_finds_and_opens_a_file_whose_name_is_not_utf8(hostile):
+    """The index stores the name as text (\\xNN for the bad bytes); a result still points at the file on disk, the
+    terminal and the page show the \\xNN form, and opening the result opens that file."""
+    import desktop.ui_folder as ui_folder
+    from engine.index import search
+
+    real = Path(os.fsdecode(os.fsencode(hostile) + b"/" + BAD_NAME))
     assert run("index", hostile).returncode == EXIT_FILE_FAILED
-    found = run("search", "--like", Path(os.fsdecode(os.fsencode(hostile) + b"/" + BAD_NAME)), "--dir", hostile,
-                "--json")
+    found = run("search", "--like", real, "--dir", hostile, "--json")
     assert found.returncode == EXIT_OK, found.stderr
+    found = run("search", "a letter from Anna about the garden", "--dir", hostile, "--top", "3")
+    assert found.returncode == EXIT_OK, found.stderr
+    assert f"text   {hostile}/{BAD_NAME_AS_TEXT}" in found.stdout.splitlines()[0]
+
+    (hit,) = [h for h in search(query="a letter from Anna about the garden", folders=[hostile], top=3)
+              if h.rel == BAD_NAME_AS_TEXT]
+    assert Path(hit.path) == real and Path(hit.path).is_file()
+    _, _, shown = ui_folder.search_folder("a letter from Anna about the garden", str(hostile), "all", 3, None,
+                                          good_only=False)
+    assert BAD_NAME_AS_TEXT in ui_folder.hits_html([h for h in search(query="garden letter", folders=[hostile])])
+    rank = [h["rel"] for h in shown["hits"]].index(BAD_NAME_AS_TEXT)
+    heading, _, _, opened, _ = ui_folder.open_result(shown, rank)
+    assert f"#### {BAD_NAME_AS_TEXT}" in heading and "thank you for your letter" in heading
+    assert opened == str(real)
+    json.dumps(heading, ensure_ascii=False).encode("utf-8")  # what the page is sent: valid UTF-8
+
+
+def test_a_stored_name_is_taken_as_written_when_such_a_file_exists(tmp_path):
+    """A valid name that holds the four characters \\xff is its own file, not a stand-in for a byte."""
+    from engine.filetypes import disk_path, text_name
+
+    literal = tmp_path / "price\\xff.txt"
+    literal.write_text("a note")
+    assert text_name(literal.name) == literal.name and disk_path(tmp_path, literal.name) == literal
+    raw = os.fsdecode(b"price\xff.txt")
+    assert disk_path(tmp_path / "elsewhere", text_name(raw)) == tmp_path / "elsewhere" / raw
 
 
 def test_a_folder_of_20000_tiny_files_lists_and_resumes_fast(tmp_path):
