@@ -84,6 +84,23 @@ def test_cross_modal_search(indexed, runtime):
     assert [hit.modality for hit in only_audio] == ["audio"]
 
 
+def test_a_keyword_only_query_finds_its_scan(tmp_path, runtime):
+    """Three scans of the same invoice but for its number: a number means next to nothing to the text encoder,
+    and the scan's own words (hybrid ranking) find the one asked for."""
+    from docs import INVOICE, render
+
+    numbers = ["2024-0178", "2024-0312", "2025-0046"]
+    for seed, number in enumerate(numbers):
+        render([INVOICE[0].replace("2024-0178", number), *INVOICE[1:]], seed=seed).image.save(tmp_path / f"scan{seed}.png")
+    with FolderIndex(tmp_path, tmp_path.parent / "keyword-index.sqlite") as index:
+        assert index.update(runtime).added == 3
+        for seed, number in enumerate(numbers):
+            assert set(index.keyword_scores(number)) == {f"scan{seed}.png"}
+            assert _top(search(query=number, indexes=[index], runtime=runtime)) == f"scan{seed}.png"
+            assert _top(search(query=f"invoice no {number}", indexes=[index], runtime=runtime)) == f"scan{seed}.png"
+        assert index.keyword_scores("where is the file") == {}  # stopwords only: no keyword part at all
+
+
 def _query(text, runtime):
     from engine.index import query_vector
 
@@ -128,6 +145,12 @@ def test_incremental_update_change_rename_copy_delete(folder, runtime, tmp_path)
         assert time.monotonic() - start < 30
         paths = {item["path"] for item in index.items()}
         assert paths == {"pictures/cake.txt", "invoice_scan.png", "invoice_copy.png", "voice_memo.wav"}
+        # the keyword table follows: a renamed file's words under its new name, a copy's words copied, a changed
+        # recording's old words gone with it
+        assert set(index.keyword_scores("flour sugar eggs butter")) == {"pictures/cake.txt"}
+        assert set(index.keyword_scores("2024-0178 steel brackets")) == {"invoice_scan.png", "invoice_copy.png"}
+        assert index.keyword_scores("tomato greenhouse") == {}
+        assert set(index.keyword_scores("bicycle tyre")) == {"voice_memo.wav"}
         (memo,) = index.search_vector(_query("fixing a punctured bike wheel", runtime), top=1)
         assert memo.rel == "voice_memo.wav"
         # its timed transcript is kept, so a search result can play from the part that matches
@@ -145,13 +168,15 @@ def test_migration_from_version_one_keeps_rows_and_reencodes(tmp_path, runtime):
     con = sqlite3.connect(path, isolation_level=None)
     assert migrate(con, target=1) == 0
     info = note.stat()
-    con.execute("INSERT INTO items (path, size, mtime, hash, modality, vector) VALUES (?, ?, ?, ?, ?, ?)",
-                ("note.txt", info.st_size, info.st_mtime, "0" * 64, "text", np.zeros(384, np.float32).tobytes()))
+    con.execute("INSERT INTO items (path, size, mtime, hash, modality, vector, ocr_text) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ("note.txt", info.st_size, info.st_mtime, "0" * 64, "text", np.zeros(384, np.float32).tobytes(),
+                 "an old note about sailing boats"))
     con.close()
     with FolderIndex(folder) as index:
         (version,) = index._con.execute("SELECT version FROM schema_version").fetchone()
-        assert version == SCHEMA_VERSION == 3
+        assert version == SCHEMA_VERSION == 4
         assert [item["space"] for item in index.items()] == [""]
+        assert index.keyword_scores("sailing boat") == {"note.txt": 1.0}  # the keyword table filled from old rows
         summary = index.update(runtime)  # a vector of unknown origin is recomputed in the bundle's space
         assert summary.changed == 1
         assert index.items()[0]["space"] == runtime.bundle.bundle_version
