@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -123,6 +125,10 @@ def run_app(browser: bool = False, port: int = 0, open_browser: bool = True, on_
     print(f"FusionDesk is running at {url} (started in {time.monotonic() - started:.1f} s)", flush=True)
     try:
         if browser:
+            # Ctrl-C is what stops it, so it must work even where the app was started with SIGINT ignored (a
+            # background job of a non-interactive shell is): Python then leaves the signal ignored.
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.default_int_handler)
             print("press Ctrl-C to stop", file=sys.stderr, flush=True)
             while True:
                 time.sleep(3600)
