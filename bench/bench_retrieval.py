@@ -14,8 +14,9 @@ type them, each with the files that answer it (some answered by nothing). The fo
 Measures: recall@1 and recall@10 (of a query's relevant files, the share found in the top k, out of at most k: a
 photo query with 15 variants of its photo needs all ten top places), hit@10 (a relevant file in the top 10), MRR
 (1 / rank of the first relevant file), per query kind; the relevance cutoff (engine.index.good_matches), for a grid
-of floors and margins, on the queries some file answers and on those no file answers; query latency (encode + rank) at 1k, 10k and 100k items (the 100k by repeating the index's
-rows, vectors and words).
+of floors and margins, on the queries some file answers and on those no file answers; whether near-duplicate
+photos could be grouped (fused-vector cosine, difference hash); query latency (encode + rank) at 1k, 10k and 100k
+items (the 100k by repeating the index's rows, vectors and words).
 
     .venv/bin/python bench/bench_retrieval.py [--work /tmp/fd-retrieval] [--scale 1.0] [--bge-wheel W.whl]
         [--json out.json]
@@ -155,6 +156,37 @@ def cutoff(index, queries: list[dict], runtime) -> dict:
             "best_score_unanswerable": sorted(round(best[q["id"]], 3) for q in queries if not q["relevant"])}
 
 
+def near_duplicates(index, folder: Path) -> dict:
+    """Could results group the variants of one photo? Two signals, on every pair of photos of the collection: the
+    fused vectors' cosine, and a difference hash (9x8 grey thumbnail, 64 bits: robust to resizing and re-encoding,
+    not to crops). For each: the share of same-photo pairs it joins, and how many pairs of different photos."""
+    import re
+
+    from PIL import Image
+
+    vectors, rels, _ = index.matrix()
+    photos = [i for i, rel in enumerate(rels) if rel.startswith("photos/")]
+    source = np.array([re.sub(r"-\d+\.\w+$", "", rels[i]) for i in photos])
+    same = source[:, None] == source[None, :]
+    others = ~np.eye(len(photos), dtype=bool)
+
+    def difference_hash(path: Path) -> np.ndarray:
+        with Image.open(path) as image:
+            image.draft("L", (64, 64))
+            grey = np.asarray(image.convert("L").resize((9, 8), Image.BILINEAR), dtype=np.int16)
+        return (grey[:, 1:] > grey[:, :-1]).ravel()
+
+    cosine = vectors[photos] @ vectors[photos].T
+    bits = np.array([difference_hash(folder / rels[i]) for i in photos])
+    distance = (bits[:, None, :] != bits[None, :, :]).sum(-1)
+    out = {}
+    for name, joined in [(f"fused cosine >= {t}", cosine >= t) for t in (0.95, 0.97)] + [
+            (f"difference hash <= {t} bits", distance <= t) for t in (4, 8)]:
+        out[name] = {"same_photo_pairs_joined": round(float(joined[same & others].mean()), 3),
+                     "different_photo_pairs_joined": int(joined[~same].sum() // 2)}
+    return out
+
+
 def repeated_index(index, copies: int, path: Path):
     """An index file holding every row of `index` `copies` times (other paths, the same vectors and words)."""
     from engine.index import FolderIndex
@@ -251,6 +283,8 @@ def main() -> int:
         if row["answerable_kept"] >= 0.9:
             print(f"    floor {row['floor']:.2f} margin {row['margin']:.1f}: kept {row['answerable_kept']:.0%}, "
                   f"silent {row['unanswerable_silent']:.0%}")
+    report["near_duplicates"] = near_duplicates(index, folder)
+    print(f"near-duplicate signals: {report['near_duplicates']}", flush=True)
     report["latency"] = latency(index, answerable, runtime, args.work)
     print(f"latency: {report['latency']}", flush=True)
     index.close()
