@@ -212,5 +212,6 @@ def test_window_shows_the_app(frozen_app, display, runtime, tmp_path):
             app.wait()
     assert app.returncode == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
     words = read_text(Image.open(shot).convert("RGB"), runtime=runtime).text
-    assert "FusionDesk" in words, f"the app is not on screen; read: {words[:500]}"
+    # The page's own words: its title, or the line under it (the OCR now and then misses the title's large type)
+    assert "FusionDesk" in words or "nothing leaves it" in words, f"the app is not on screen; read: {words[:500]}"
     assert "live" in words.lower() and "files" in words.lower(), words[:500]
