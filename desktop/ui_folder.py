@@ -10,6 +10,7 @@ import hashlib
 import json
 import threading
 import time
+import warnings
 from collections import deque
 from dataclasses import asdict
 from pathlib import Path
@@ -311,7 +312,7 @@ def search_folder(query: str, folder: str, modality: str, top: float, like: str 
 
     search_by says which of the two inputs is meant (a file left attached never hijacks a typed query);
     good_only: a typed query shows its good matches only (engine.index.good_matches), or says there is none."""
-    from engine.index import good_matches, search
+    from engine.index import OutdatedIndexWarning, good_matches, search
 
     query = (query or "").strip()
     by_file = search_by == SEARCH_BY_FILE
@@ -320,8 +321,12 @@ def search_folder(query: str, folder: str, modality: str, top: float, like: str 
     if not by_file and not query:
         raise gr.Error("Type what you are looking for (or choose to find files like one you add).",
                        print_exception=False)
-    hits = search(query=None if by_file else query, like=like if by_file else None, top=int(top),
-                  modality=None if modality == "all" else modality, indexes=_indexes_for(folder))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", OutdatedIndexWarning)
+        hits = search(query=None if by_file else query, like=like if by_file else None, top=int(top),
+                      modality=None if modality == "all" else modality, indexes=_indexes_for(folder))
+    outdated = "".join(f'<p class="fd-muted">{esc(text_name(str(w.message)))}</p>' for w in caught
+                       if issubclass(w.category, OutdatedIndexWarning))
     note = ""
     if good_only and not by_file:
         good = good_matches(hits)
@@ -337,7 +342,7 @@ def search_folder(query: str, folder: str, modality: str, top: float, like: str 
             pictures.append((thumb, f"{hit.score:.2f} · {display_name(hit.path)}"))
             picture_ranks.append(rank)
     shown = {"query": "" if by_file else query, "hits": [asdict(h) for h in hits], "pictures": picture_ranks}
-    return pictures, note or hits_html(hits), shown
+    return pictures, outdated + (note or hits_html(hits)), shown
 
 
 def _thumbnail(path: str, side: int = THUMBNAIL_SIDE):

@@ -25,6 +25,7 @@ import re
 import sqlite3
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,8 +175,9 @@ class FolderIndex:
         self.root = Path(folder).expanduser().resolve()
         self.path = Path(path) if path is not None else index_path_for(self.root)
         self._lock = threading.RLock()
-        # (vectors, relative paths, modalities, the items table's ids in ascending order) of the items with a vector
-        self._matrix: tuple[np.ndarray, list[str], np.ndarray, np.ndarray] | None = None
+        # (vectors, relative paths, modalities, the items table's ids in ascending order, the model bundle that made
+        # each vector) of the items with a vector
+        self._matrix: tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray] | None = None
         self._matrix_version: int | None = None  # PRAGMA data_version when the matrix was loaded
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -408,13 +410,13 @@ class FolderIndex:
         again after another connection (a batch run indexing as it goes) has committed."""
         return self._loaded()[:3]
 
-    def _loaded(self) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    def _loaded(self) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray]:
         with self._lock:
             version = self._con.execute("PRAGMA data_version").fetchone()[0]
             if version != self._matrix_version:
                 self._matrix, self._matrix_version = None, version
             if self._matrix is None:
-                rows = self._con.execute("SELECT path, modality, vector, id FROM items WHERE vector IS NOT NULL "
+                rows = self._con.execute("SELECT path, modality, vector, id, space FROM items WHERE vector IS NOT NULL "
                                          "ORDER BY id").fetchall()
                 if rows:
                     dim = len(rows[0][2]) // 4
@@ -422,17 +424,21 @@ class FolderIndex:
                 else:
                     vectors = np.zeros((0, 0), dtype=np.float32)
                 self._matrix = (vectors, [row[0] for row in rows], np.array([row[1] or "" for row in rows], dtype=str),
-                                np.array([row[3] for row in rows], dtype=np.int64))
+                                np.array([row[3] for row in rows], dtype=np.int64),
+                                np.array([row[4] for row in rows], dtype=str))
             return self._matrix
 
     def search_vector(self, vector: np.ndarray, top: int = 10, modality: str | None = None,
-                      exclude: set[str] = frozenset(), words: str | None = None) -> list[Hit]:
+                      exclude: set[str] = frozenset(), words: str | None = None, space: str | None = None) -> list[Hit]:
         """Rank by cosine to `vector`; with `words` (the typed query), plus KEYWORD_WEIGHT x the file's keyword
-        score for those words (engine.index.keyword_scores)."""
-        vectors, rels, modalities, item_ids = self._loaded()
+        score for those words (engine.index.keyword_scores). `space`: the model bundle `vector` comes from; files
+        whose vectors another bundle made are left out (their cosines would mean nothing; see outdated)."""
+        vectors, rels, modalities, item_ids, spaces = self._loaded()
         if not len(rels):
             return []
         scores = vectors @ np.asarray(vector, dtype=np.float32)
+        if space is not None:
+            scores = np.where(spaces == space, scores, -np.inf)
         if words:
             ids, shares = self._keyword_shares(words)
             rows = np.minimum(np.searchsorted(item_ids, ids), len(item_ids) - 1)  # both in ascending id order
@@ -493,8 +499,16 @@ class FolderIndex:
                 hits.append(Hit(str(disk_path(self.root, rel)), rel, score, modality, ocr or "", heard or "", segments))
             return hits
 
-    def stored_vector(self, path: Path) -> tuple[str, np.ndarray] | None:
-        """(rel, vector) when `path` is an indexed file of this folder whose content is unchanged."""
+    def outdated(self, space: str) -> int:
+        """How many files have a vector another model bundle made (an index from before the bundle changed): a
+        search leaves them out until an update encodes them again."""
+        with self._lock:
+            return self._con.execute("SELECT COUNT(*) FROM items WHERE vector IS NOT NULL AND space != ?",
+                                     (space,)).fetchone()[0]
+
+    def stored_vector(self, path: Path, space: str | None = None) -> tuple[str, np.ndarray] | None:
+        """(rel, vector) when `path` is an indexed file of this folder whose content is unchanged (and whose
+        vector bundle `space` made, when given)."""
         try:
             resolved = path.resolve()
             rel = text_name(resolved.relative_to(self.root).as_posix())  # as the index stores names (engine.folder.walk)
@@ -502,8 +516,8 @@ class FolderIndex:
         except (ValueError, OSError):
             return None
         with self._lock:
-            row = self._con.execute("SELECT vector FROM items WHERE path = ? AND size = ? AND mtime = ?",
-                                    (rel, info.st_size, info.st_mtime)).fetchone()
+            row = self._con.execute("SELECT vector FROM items WHERE path = ? AND size = ? AND mtime = ? AND "
+                                    "(? IS NULL OR space = ?)", (rel, info.st_size, info.st_mtime, space, space)).fetchone()
         if row is None or row[0] is None:
             return None
         return rel, np.frombuffer(row[0], dtype=np.float32)
@@ -609,11 +623,11 @@ def file_vector(path: Path | str, indexes: list[FolderIndex], runtime: Runtime |
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "no such file")
+    runtime = runtime or get_runtime()
     for index in indexes:
-        stored = index.stored_vector(path)
+        stored = index.stored_vector(path, runtime.bundle.bundle_version)
         if stored is not None:
             return stored[1], path.resolve()
-    runtime = runtime or get_runtime()
     (perceived,) = Perceiver(runtime, search_options(runtime)).perceive_files([path])
     if isinstance(perceived, InputFileError):
         raise perceived
@@ -650,15 +664,30 @@ def search(
             vector, itself = file_vector(like, indexes, runtime)
         else:
             vector = query_vector(query or "", runtime)
+        space = (runtime or get_runtime()).bundle.bundle_version
         hits: list[Hit] = []
         for index in indexes:
             exclude = {itself.relative_to(index.root).as_posix()} if itself and itself.is_relative_to(index.root) else set()
-            hits.extend(index.search_vector(vector, top, modality, exclude, words=query if keywords else None))
+            hits.extend(index.search_vector(vector, top, modality, exclude, words=query if keywords else None,
+                                            space=space))
+            outdated = index.outdated(space)
+            if outdated:
+                warnings.warn(outdated_message(index.root, outdated), OutdatedIndexWarning, stacklevel=2)
         return sorted(hits, key=lambda hit: -hit.score)[:top]
     finally:
         if owned:
             for index in indexes:
                 index.close()
+
+
+class OutdatedIndexWarning(UserWarning):
+    """Files of an index have vectors another model bundle made: a search leaves them out."""
+
+
+def outdated_message(folder: Path, count: int) -> str:
+    return (f"{count} file{'s' if count != 1 else ''} of {folder} {'were' if count != 1 else 'was'} indexed with "
+            f"another model bundle and {'are' if count != 1 else 'is'} left out of the results: run `fusiondesk "
+            f"index {folder}` (or Index this folder in the Search tab) to encode {'them' if count != 1 else 'it'} again")
 
 
 def open_indexes(folders: list[Path] | None = None) -> list[FolderIndex]:

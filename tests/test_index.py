@@ -158,6 +158,39 @@ def test_incremental_update_change_rename_copy_delete(folder, runtime, tmp_path)
         assert "pictures/chelsea.jpg" not in [h.rel for h in index.search_vector(_query("a cat", runtime), top=10)]
 
 
+def test_an_index_from_another_bundle_is_detected_and_rebuilt(folder, runtime, tmp_path, monkeypatch):
+    """Vectors another model bundle made live in another space: a search never ranks them against this bundle's
+    query (nor uses one as a "like" file's vector), says how many were left out and how to encode them again, and
+    an update does (issue 19: never silently wrong vectors)."""
+    import warnings
+
+    import desktop.ui_folder as ui_folder
+    from engine.index import OutdatedIndexWarning
+
+    work = tmp_path / "archive"
+    shutil.copytree(folder, work)
+    monkeypatch.setenv("FUSIONDESK_DATA_DIR", str(tmp_path / "data"))
+    with FolderIndex(work) as index:
+        assert index.update(runtime).added == 4
+        index._con.execute("UPDATE items SET space = 'an-older-bundle' WHERE path IN ('recipe.txt', 'voice_memo.wav')")
+    with pytest.warns(OutdatedIndexWarning, match=r"^2 files of .*archive were indexed with another model bundle "
+                                                  r"and are left out of the results: run `fusiondesk index "):
+        hits = search(query="baking a cake", folders=[work], top=10, runtime=runtime)
+    assert {hit.rel for hit in hits} == {"pictures/chelsea.jpg", "invoice_scan.png"}
+    with pytest.warns(OutdatedIndexWarning):  # the old vector is not taken for the file's own
+        like = search(like=work / "recipe.txt", folders=[work], top=10, runtime=runtime)
+    assert "recipe.txt" not in {hit.rel for hit in like}
+    _, page, _ = ui_folder.search_folder("baking a cake", str(work), "all", 10, None, good_only=False)
+    assert "2 files of" in page and "indexed with another model bundle" in page
+
+    with FolderIndex(work) as index:
+        summary = index.update(runtime)
+        assert (summary.changed, summary.unchanged) == (2, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutdatedIndexWarning)
+        assert _top(search(query="baking a cake", folders=[work], top=10, runtime=runtime)) == "recipe.txt"
+
+
 def test_migration_from_version_one_keeps_rows_and_reencodes(tmp_path, runtime):
     folder = tmp_path / "old"
     folder.mkdir()
