@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,6 +26,8 @@ MODEL_ID = "text-encoder"
 # object names 2.0 -> 4.4 ms a text, notes 7.6 -> 9.5 ms, long texts 44 -> 37 ms (less padding): a few ms per
 # file against the tens of ms a file's perception takes.
 ONE_AT_A_TIME = 1
+CACHED_TEXTS = 4096  # short texts whose vectors are kept (384 floats each: about 6 MB when full)
+CACHED_TEXT_CHARS = 100  # longer texts (a page of OCR, a transcript) rarely come twice
 
 
 class TextEncoder:
@@ -44,6 +47,8 @@ class TextEncoder:
         self.tokenizer.no_padding()
         self.input_names = {item.name for item in session.get_inputs()}
         self.pad_id = self._pad_id(tokenizer)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()  # short text -> its vector, least recent first
+        self._cache_lock = threading.Lock()
 
     @staticmethod
     def _pad_id(tokenizer: Tokenizer) -> int:
@@ -69,10 +74,35 @@ class TextEncoder:
         return int(shape[-1]) if isinstance(shape[-1], int) else 384
 
     def embed(self, texts: Sequence[str], batch_size: int = ONE_AT_A_TIME) -> np.ndarray:
-        """batch_size: texts per encoder call; see ONE_AT_A_TIME for why the default is one."""
+        """batch_size: texts per encoder call; see ONE_AT_A_TIME for why the default is one. One at a time, short
+        texts come from a cache when they were encoded before (the same vector: each is encoded alone)."""
         texts = _checked_texts(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if batch_size == ONE_AT_A_TIME:
+            return self._embed_cached(texts)
+        return self._embed_uncached(texts, batch_size)
+
+    def _embed_cached(self, texts: list[str]) -> np.ndarray:
+        # Object names, labels and class names repeat from file to file: an index of photos encoded "person",
+        # "car", ... for every photo, one encoder call each (see ONE_AT_A_TIME).
+        with self._cache_lock:
+            found = {text: self._cache[text] for text in set(texts) if text in self._cache}
+            for text in found:
+                self._cache.move_to_end(text)
+        missing = list(dict.fromkeys(text for text in texts if text not in found))
+        if missing:
+            computed = self._embed_uncached(missing, ONE_AT_A_TIME)
+            with self._cache_lock:
+                for text, vector in zip(missing, computed):
+                    found[text] = vector
+                    if len(text) <= CACHED_TEXT_CHARS:
+                        self._cache[text] = vector.copy()  # not a view holding the whole batch
+                while len(self._cache) > CACHED_TEXTS:
+                    self._cache.popitem(last=False)
+        return np.stack([found[text] for text in texts]).astype(np.float32, copy=False)
+
+    def _embed_uncached(self, texts: list[str], batch_size: int) -> np.ndarray:
         ids = [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
         # Length bucketing: batches of similar length pad little; results go back to input order.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))

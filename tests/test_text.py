@@ -94,3 +94,26 @@ def test_manifest_records_parity_above_thresholds(runtime):
         assert check["measured"] >= check["threshold"], (name, check)
     assert entry.verification["cosine_min"]["threshold"] >= 0.98
     assert entry.verification["sentences"] >= 200
+
+
+def test_repeated_short_texts_come_from_the_cache_with_the_same_vector(runtime):
+    """Object names and labels repeat from photo to photo: encoded once, then the cache gives back exactly the
+    vector the text has when encoded alone (a long text is not kept)."""
+    from engine.text import CACHED_TEXT_CHARS, encoder
+
+    text_encoder = encoder(runtime)
+    names = ["a traffic light", "a wooden bench near the pond", "a traffic light"]
+    first = embed_texts(names, runtime)
+    calls = []
+    run = text_encoder._run_batch
+    text_encoder._run_batch = lambda batch: calls.append(len(batch)) or run(batch)
+    try:
+        again = embed_texts(names[::-1], runtime)
+        long_text = "word " * (CACHED_TEXT_CHARS // 5 + 1)
+        embed_texts([long_text, long_text], runtime)  # encoded once for both...
+        embed_texts([long_text], runtime)  # ...and again in the next call: not kept
+    finally:
+        del text_encoder._run_batch
+    assert np.array_equal(again, first[::-1])
+    assert np.array_equal(first[0], text_encoder._embed_uncached([names[0]], 1)[0])
+    assert calls == [1, 1]  # nothing for the cached names; the long text once in each call
