@@ -1,6 +1,6 @@
 """The frozen app (PyInstaller, dist/FusionDesk): built here when missing or stale, then run as a person would.
 
-- the CLI inside it: `selftest` and a real `classify` and `batch` run with no network at all (`unshare -n`);
+- the CLI inside it: `selftest` and a real `classify`, `batch` and `search` run with no network at all (`unshare -n`);
 - the server: HTTP 200 and a gradio_client call returning a real classification;
 - the window on a virtual screen (Xvfb): the page shows the app, and closing the window ends the program.
 
@@ -126,6 +126,11 @@ def test_cli_commands_offline(frozen_app, offline, photos, tmp_path):
     assert {"astronaut.jpg", "rocket.jpg", "broken.jpg"} <= set(records)
     assert records["broken.jpg"]["status"] == "error" and records["broken.jpg"]["error"]
     assert records["rocket.jpg"]["status"] == "ok"
+    # batch indexed the folder as it went: the frozen app's SQLite has what search needs (FTS5 for the words)
+    run = subprocess.run([*offline, str(frozen_app), "search", "a rocket on its launch pad", "--dir", str(folder),
+                          "--json"], env=_app_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert Path(json.loads(run.stdout)["results"][0]["path"]).name == "rocket.jpg", run.stdout
 
 
 def _read_address(process: subprocess.Popen, seconds: float = 120) -> str:
