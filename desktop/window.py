@@ -39,6 +39,13 @@ def media_allowed(request_origin: str, app_url: str, feature: str) -> bool:
     return feature in MEDIA_FEATURES and origin_of(request_origin) == origin_of(app_url)
 
 
+# What a person can do when the window cannot open: the window is pywebview on Qt's web engine (PySide6), which
+# FusionDesk installs and the frozen app carries, so a missing or broken one is a damaged install or a system whose
+# graphics libraries Qt cannot use.
+WINDOW_ADVICE = ("the window needs pywebview and Qt (PySide6), which come with FusionDesk: reinstall it "
+                 "(`pip install -e .`), or use the app in a browser with `fusiondesk ui --browser`")
+
+
 def has_display() -> bool:
     if sys.platform in ("win32", "darwin"):
         return True
@@ -124,16 +131,24 @@ def run_app(browser: bool = False, port: int = 0, open_browser: bool = True, on_
     app, url = launch(port=port, open_browser=browser and open_browser)
     print(f"FusionDesk is running at {url} (started in {time.monotonic() - started:.1f} s)", flush=True)
     try:
-        if browser:
-            # Ctrl-C is what stops it, so it must work even where the app was started with SIGINT ignored (a
-            # background job of a non-interactive shell is): Python then leaves the signal ignored.
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-            print("press Ctrl-C to stop", file=sys.stderr, flush=True)
-            while True:
-                time.sleep(3600)
-        else:
-            open_window(url, on_shown=on_shown)
+        if not browser:
+            try:
+                open_window(url, on_shown=on_shown)
+                return 0
+            except Exception as exc:  # no Qt, no web engine, a broken graphics stack: the app still runs
+                log.debug("the window could not open", exc_info=True)
+                print(f"fusiondesk: the app's window could not open ({type(exc).__name__}: {exc}); {WINDOW_ADVICE}. "
+                      "Opening FusionDesk in your web browser instead.", file=sys.stderr, flush=True)
+                import webbrowser
+
+                webbrowser.open(url)
+        # Ctrl-C is what stops it, so it must work even where the app was started with SIGINT ignored (a
+        # background job of a non-interactive shell is): Python then leaves the signal ignored.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("press Ctrl-C to stop", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:

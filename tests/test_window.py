@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -190,6 +191,43 @@ def test_no_display_prints_the_address(tmp_path):
     assert "no display found" in err
     assert app.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_a_window_that_cannot_open_falls_back_to_the_browser(tmp_path):
+    """A display but no usable window (here pywebview fails to import, as with a damaged install): the app says
+    why and what to do, opens the page in the default browser ($BROWSER, a script that notes the address), and
+    serves until Ctrl-C, never a traceback."""
+    import signal
+    import urllib.request
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "webview.py").write_text('raise ImportError("libQt6WebEngineCore.so.6: cannot open shared object file")\n')
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
+    browser.chmod(0o755)
+    env = _app_env(":99") | {"PYTHONPATH": f"{broken}{os.pathsep}{ROOT}", "BROWSER": str(browser)}
+    app = subprocess.Popen([sys.executable, "-m", "desktop"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        for line in app.stdout:
+            seen.append(line)
+            if "FusionDesk is running at" in line:
+                break
+        url = seen[-1].split(" at ")[1].split()[0]
+        deadline = time.monotonic() + 30
+        while not opened.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert opened.read_text().split() == [url]
+        assert urllib.request.urlopen(url, timeout=10).status == 200
+    finally:
+        app.send_signal(signal.SIGINT)
+        _, err = app.communicate(timeout=30)
+    assert "the app's window could not open (ImportError: libQt6WebEngineCore.so.6" in err, err
+    assert "fusiondesk ui --browser" in err and "Opening FusionDesk in your web browser instead" in err
+    assert app.returncode == 0 and "Traceback" not in err, err
 
 
 def test_permission_policy():
