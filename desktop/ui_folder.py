@@ -312,7 +312,7 @@ def search_folder(query: str, folder: str, modality: str, top: float, like: str 
 
     search_by says which of the two inputs is meant (a file left attached never hijacks a typed query);
     good_only: a typed query shows its good matches only (engine.index.good_matches), or says there is none."""
-    from engine.index import OutdatedIndexWarning, good_matches, search
+    from engine.index import OutdatedIndexWarning, good_matches, group_copies, search
 
     query = (query or "").strip()
     by_file = search_by == SEARCH_BY_FILE
@@ -323,8 +323,10 @@ def search_folder(query: str, folder: str, modality: str, top: float, like: str 
                        print_exception=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", OutdatedIndexWarning)
-        hits = search(query=None if by_file else query, like=like if by_file else None, top=int(top),
-                      modality=None if modality == "all" else modality, indexes=_indexes_for(folder))
+        # twice as many, so that the list is still full once the copies of a file are folded into it
+        hits = group_copies(search(query=None if by_file else query, like=like if by_file else None,
+                                   top=2 * int(top), modality=None if modality == "all" else modality,
+                                   indexes=_indexes_for(folder)))[:int(top)]
     outdated = "".join(f'<p class="fd-muted">{esc(text_name(str(w.message)))}</p>' for w in caught
                        if issubclass(w.category, OutdatedIndexWarning))
     note = ""
@@ -366,6 +368,8 @@ def hits_html(hits) -> str:
                      f'<h4>{rank}. {esc(display_name(hit.path))} '
                      f'<span class="fd-muted">{esc(hit.modality)} · {hit.score:.3f}</span></h4>'
                      f'<div class="fd-muted">{esc(text_name(hit.path))}</div>'
+                     + (f'<div class="fd-muted">also at: {esc("; ".join(text_name(c) for c in hit.copies))}</div>'
+                        if hit.copies else "")
                      + (f'<div>{heard}: “{esc(snippet[:300])}”</div>' if snippet else "") + "</div>")
     return '<p class="fd-muted">Click a result to open it.</p>' + "".join(cards)
 

@@ -147,6 +147,8 @@ class Hit:
     ocr_text: str = ""
     transcript: str = ""
     segments: list[tuple[float, float, str]] = field(default_factory=list)  # a recording's timed transcript
+    digest: str = ""  # the file's content hash: copies of one file have the same
+    copies: list[str] = field(default_factory=list)  # other places of the same content (group_copies)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "score": round(self.score, 4), "modality": self.modality}
@@ -493,10 +495,11 @@ class FolderIndex:
         with self._lock:
             hits = []
             for rel, score, modality in ranked:
-                ocr, heard, timed = self._con.execute("SELECT ocr_text, transcript, segments FROM items WHERE path = ?",
-                                                      (rel,)).fetchone()
+                ocr, heard, timed, digest = self._con.execute(
+                    "SELECT ocr_text, transcript, segments, hash FROM items WHERE path = ?", (rel,)).fetchone()
                 segments = [(float(a), float(b), str(t)) for a, b, t in json.loads(timed)] if timed else []
-                hits.append(Hit(str(disk_path(self.root, rel)), rel, score, modality, ocr or "", heard or "", segments))
+                hits.append(Hit(str(disk_path(self.root, rel)), rel, score, modality, ocr or "", heard or "", segments,
+                                digest or ""))
             return hits
 
     def outdated(self, space: str) -> int:
@@ -576,6 +579,21 @@ def keyword_terms(query: str) -> list[str]:
         if term not in STOPWORDS and term not in terms:
             terms.append(term)
     return terms[:32]
+
+
+def group_copies(hits: list[Hit]) -> list[Hit]:
+    """Ranked hits with each file's copies (the same content, found in other places or other indexed folders)
+    folded into the first one's `copies`: an archive with a photo imported twice shows it once."""
+    first: dict[str, Hit] = {}
+    grouped = []
+    for hit in hits:
+        if hit.digest and hit.digest in first:
+            first[hit.digest].copies.append(hit.path)
+            continue
+        if hit.digest:
+            first[hit.digest] = hit
+        grouped.append(hit)
+    return grouped
 
 
 def good_matches(hits: list[Hit]) -> list[Hit]:

@@ -157,6 +157,16 @@ def test_incremental_update_change_rename_copy_delete(folder, runtime, tmp_path)
         assert memo.segments and memo.segments[0][0] < memo.segments[-1][1] and "bicycle" in memo.segments[0][2].lower()
         assert "pictures/chelsea.jpg" not in [h.rel for h in index.search_vector(_query("a cat", runtime), top=10)]
 
+    # The Search tab shows a file and its copy as one result that names the other place
+    import desktop.ui_folder as ui_folder
+
+    _, page, shown = ui_folder.search_folder("the invoice for steel brackets", str(work), "all", 3, None,
+                                             good_only=False)
+    ranked = [hit["rel"] for hit in shown["hits"]]
+    assert len(ranked) == 3 and len({"invoice_scan.png", "invoice_copy.png"} & set(ranked)) == 1, ranked
+    assert page.lower().count("steel brackets") == 1 and "also at: " in page
+    assert (work / ({"invoice_scan.png", "invoice_copy.png"} - set(ranked)).pop()).as_posix() in page
+
 
 def test_an_index_from_another_bundle_is_detected_and_rebuilt(folder, runtime, tmp_path, monkeypatch):
     """Vectors another model bundle made live in another space: a search never ranks them against this bundle's
