@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 import warnings
@@ -344,7 +345,7 @@ def search_folder(query: str, folder: str, modality: str, top: float, like: str 
             pictures.append((thumb, f"{hit.score:.2f} · {display_name(hit.path)}"))
             picture_ranks.append(rank)
     shown = {"query": "" if by_file else query, "hits": [asdict(h) for h in hits], "pictures": picture_ranks}
-    return pictures, outdated + (note or hits_html(hits)), shown
+    return pictures, outdated + (note or hits_html(hits, "" if by_file else query)), shown
 
 
 def _thumbnail(path: str, side: int = THUMBNAIL_SIDE):
@@ -357,12 +358,41 @@ def _thumbnail(path: str, side: int = THUMBNAIL_SIDE):
         return None  # moved or deleted since it was indexed: the list below still names it
 
 
-def hits_html(hits) -> str:
+SNIPPET_CHARS = 300  # of a result's text shown in its card
+
+
+def snippet_html(text: str, query: str = "") -> str:
+    """A result's text for its card: around the first of the query's words it holds (where the keyword part of the
+    ranking found them), those words in bold; else its beginning."""
+    from engine.index import keyword_terms
+
+    text = " ".join(text.split())
+    patterns = []
+    for term in keyword_terms(query):
+        parts = term.split()
+        if len(parts) == 1:  # "cakes" finds "cake" and "caked", roughly as the index's stemming does
+            parts[0] = next((parts[0][:-len(end)] for end in ("es", "s", "e")
+                             if parts[0].endswith(end) and len(parts[0]) - len(end) >= 3), parts[0])
+        patterns.append(r"\b" + r"\W+".join(map(re.escape, parts)) + (r"\w*" if len(parts) == 1 else r"\b"))
+    words = re.compile("|".join(patterns), re.IGNORECASE) if patterns else None
+    first = words.search(text) if words else None
+    start = max(0, first.start() - SNIPPET_CHARS // 3) if first else 0
+    shown = text[start:start + SNIPPET_CHARS]
+    if words is None:
+        return ("…" if start else "") + esc(shown)
+    pieces, at = [], 0
+    for match in words.finditer(shown):
+        pieces += [esc(shown[at:match.start()]), f"<b>{esc(match.group())}</b>"]
+        at = match.end()
+    return ("…" if start else "") + "".join(pieces) + esc(shown[at:])
+
+
+def hits_html(hits, query: str = "") -> str:
     if not hits:
         return '<p class="fd-muted">No results.</p>'
     cards = []
     for rank, hit in enumerate(hits, 1):
-        snippet = " ".join((hit.transcript or hit.ocr_text).split())
+        snippet = hit.transcript or hit.ocr_text
         heard = "heard" if hit.transcript else ("text" if hit.modality == "text" else "reads")
         cards.append(f'<div class="fd-card fd-result" data-rank="{rank - 1}" title="Open">'
                      f'<h4>{rank}. {esc(display_name(hit.path))} '
@@ -370,7 +400,7 @@ def hits_html(hits) -> str:
                      f'<div class="fd-muted">{esc(text_name(hit.path))}</div>'
                      + (f'<div class="fd-muted">also at: {esc("; ".join(text_name(c) for c in hit.copies))}</div>'
                         if hit.copies else "")
-                     + (f'<div>{heard}: “{esc(snippet[:300])}”</div>' if snippet else "") + "</div>")
+                     + (f'<div>{heard}: “{snippet_html(snippet, query)}”</div>' if snippet.strip() else "") + "</div>")
     return '<p class="fd-muted">Click a result to open it.</p>' + "".join(cards)
 
 

@@ -5,6 +5,7 @@ answers finds the scan, one about the picture finds the photo."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import time
@@ -164,7 +165,9 @@ def test_incremental_update_change_rename_copy_delete(folder, runtime, tmp_path)
                                              good_only=False)
     ranked = [hit["rel"] for hit in shown["hits"]]
     assert len(ranked) == 3 and len({"invoice_scan.png", "invoice_copy.png"} & set(ranked)) == 1, ranked
-    assert page.lower().count("steel brackets") == 1 and "also at: " in page
+    words = re.sub(r"<[^>]+>", "", page).lower()
+    assert words.count("steel brackets") == 1 and "also at: " in page
+    assert re.search(r"<b>Steel</b> <b>brackets</b>", page, re.IGNORECASE)  # the query's words in bold
     assert (work / ({"invoice_scan.png", "invoice_copy.png"} - set(ranked)).pop()).as_posix() in page
 
 
