@@ -482,8 +482,9 @@ def hand_to_system(path: str, how: str) -> str:
 
 
 def search_tab(app: gr.Blocks | None = None) -> None:
-    gr.Markdown("Search indexed folders by meaning: a query finds photos by what they show, scans by the text "
-                "in them and recordings by what is said. Indexing reads each file once; later only new or "
+    gr.Markdown("Search indexed folders by meaning and by their words: a query finds photos by what they show, "
+                "scans by the text in them and recordings by what is said, and an exact word or number (an invoice "
+                "number, a name) by where it is written or said. Indexing reads each file once; later only new or "
                 "changed files are read again.")
     with gr.Row():
         folder = gr.Dropdown(label="Folder (empty: search every indexed folder; or type another to index it)",
