@@ -29,6 +29,7 @@ import logging  # noqa: E402
 import re  # noqa: E402
 import socket  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from collections import deque  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -148,6 +149,7 @@ def offline_status() -> str:
 
 
 _session_temp: tempfile.TemporaryDirectory | None = None
+_session_temp_lock = threading.Lock()
 
 
 def results_dir(prefix: str = "results-") -> Path:
@@ -155,9 +157,12 @@ def results_dir(prefix: str = "results-") -> Path:
     when the app exits: copies for download must not pile up in /tmp across runs (the user's own files are
     never written here)."""
     global _session_temp
-    if _session_temp is None:
-        _session_temp = tempfile.TemporaryDirectory(prefix="fusiondesk-")
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=_session_temp.name))
+    # Under a lock: two analyses starting at once each made a folder, and the one replaced was deleted with the
+    # other's downloads being written into it (its TemporaryDirectory collected: a failed Files analysis).
+    with _session_temp_lock:
+        if _session_temp is None:
+            _session_temp = tempfile.TemporaryDirectory(prefix="fusiondesk-")
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=_session_temp.name))
 
 
 # -- HTML views of results ----------------------------------------------------------------------------------------

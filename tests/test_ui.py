@@ -147,3 +147,30 @@ def test_api_matches_the_cli_functions(server, media, runtime):
     got = client.predict([handle_file(str(media["broken"]))], api_name="/read")
     assert got == by_name(read_files([media["broken"]], runtime=runtime))
     assert "error" in got[0]
+
+
+def test_download_folders_made_at_once_all_survive(monkeypatch):
+    """Files analyses that start together each get a download folder inside the one per-process folder; none is
+    deleted under another (it was: both made the per-process folder, and the replaced one was collected)."""
+    import gc
+    import threading
+
+    import desktop.ui as ui
+
+    for _ in range(20):  # a race: tried many times
+        monkeypatch.setattr(ui, "_session_temp", None)  # as in a freshly started app
+        start = threading.Barrier(8)
+        made = []
+
+        def make() -> None:
+            start.wait()
+            made.append(ui.results_dir())
+
+        threads = [threading.Thread(target=make) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        gc.collect()
+        assert len(made) == 8 and all(folder.is_dir() for folder in made)
+        assert {folder.parent for folder in made} == {type(made[0])(ui._session_temp.name)}
