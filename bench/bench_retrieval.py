@@ -61,6 +61,16 @@ def summarise(per_query: list[tuple[str, dict[str, float]]]) -> dict:
     return out
 
 
+def keyword_shares(index, query: str, position: dict[str, int]) -> np.ndarray:
+    """The index's keyword share of each file for `query` (engine.index), as an array in `position`'s order: the
+    part Search adds, KEYWORD_WEIGHT times, to each file's cosine."""
+    shares = np.zeros(len(position), dtype=np.float32)
+    for rel, share in index.keyword_scores(query).items():
+        if rel in position:
+            shares[position[rel]] = share
+    return shares
+
+
 def index_collection(folder: Path, index_path: Path, runtime) -> dict:
     from engine.index import FolderIndex
 
@@ -118,9 +128,7 @@ def text_encoder_comparison(index, queries: list[dict], runtime, bge_wheel: Path
             scores = passages @ text_encoder.embed([instruction + q["text"]])[0]
             ranked = [rels[i] for i in np.argsort(-scores)[:10]]
             per_query.append((q["kind"], rank_measures(ranked, set(q["relevant"]))))
-            for rel, share in index.keyword_scores(q["text"]).items():
-                if rel in position:
-                    scores[position[rel]] += KEYWORD_WEIGHT * share
+            scores += KEYWORD_WEIGHT * keyword_shares(index, q["text"], position)
             ranked = [rels[i] for i in np.argsort(-scores)[:10]]
             per_query_hybrid.append((q["kind"], rank_measures(ranked, set(q["relevant"]))))
         results[name] = summarise(per_query) | {"ms_per_passage": round(1000 * seconds / len(texts), 1),
@@ -141,10 +149,7 @@ def cutoff(index, queries: list[dict], runtime) -> dict:
     ranked = []  # per query: (query, top 10 as [(rel, cosine, share, score)])
     for q in queries:
         cosines = vectors @ query_vector(q["text"], runtime)
-        shares = np.zeros_like(cosines)
-        for rel, share in index.keyword_scores(q["text"]).items():
-            if rel in position:
-                shares[position[rel]] = share
+        shares = keyword_shares(index, q["text"], position)
         scores = cosines + KEYWORD_WEIGHT * shares
         ranked.append((q, [(rels[i], cosines[i], shares[i], scores[i]) for i in np.argsort(-scores)[:10]]))
 

@@ -236,6 +236,7 @@ def cmd_classify(args) -> int:
 
 
 def cmd_transcribe(args) -> int:
+    from desktop.folder_commands import TranscribeProgress
     from engine.tasks import transcribe_files
 
     runtime = _runtime(args)
@@ -258,38 +259,6 @@ def cmd_transcribe(args) -> int:
             print("  (no speech)")
 
     return report(records, args, describe)
-
-
-class TranscribeProgress:
-    """`  transcribing 0:41:10 / 2:00:00 (34%)  talk.wav` on a terminal's stderr, redrawn at most 10 times a second
-    through both passes over each recording (finding the speech, then transcribing it); nothing off a terminal."""
-
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty()
-        self._last = 0.0
-        self._shown = False
-
-    def __call__(self, path: str, stage: str, done: float, total: float | None) -> None:
-        import time
-
-        from desktop.folder_commands import clock_text
-
-        now = time.monotonic()
-        if not self.enabled or now - self._last < 0.1:
-            return
-        self._last = now
-        of = f" / {clock_text(total)} ({min(1.0, done / total):.0%})" if total else ""
-        line = f"  {stage} {clock_text(done)}{of}  {shown(path)[-40:]}"
-        self.stream.write("\r" + line[:160].ljust(100))
-        self.stream.flush()
-        self._shown = True
-
-    def finish(self) -> None:
-        if self._shown:
-            self.stream.write("\r" + " " * 100 + "\r")
-            self.stream.flush()
-            self._shown = False
 
 
 def _export_transcripts(transcripts: dict, fmt: str, target: Path) -> None:

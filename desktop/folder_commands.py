@@ -100,24 +100,36 @@ class ProgressBar:
         if row is not None and row.get("status") == "error" and row is not getattr(self, "_reported", None):
             self._reported = row
             self.message(f"{shown(row['file'])}: error: {row['error']}")
-        now = time.monotonic()
-        if not self.enabled or (now - self._last < 0.1 and progress.done < progress.total):
+        if not self._due(final=progress.done >= progress.total):
             return
-        self._last = now
         total = max(progress.total, 1)
         filled = int(self.width * progress.done / total)
         eta = "--:--" if progress.eta is None else clock_text(progress.eta)
-        line = (f"  {progress.done}/{progress.total} [{'#' * filled}{'.' * (self.width - filled)}] "
-                f"{progress.rate:5.1f} files/s  ETA {eta}  {shown(progress.current)[-40:]}")
+        self._draw(f"  {progress.done}/{progress.total} [{'#' * filled}{'.' * (self.width - filled)}] "
+                   f"{progress.rate:5.1f} files/s  ETA {eta}  {shown(progress.current)[-40:]}")
+
+    def _due(self, final: bool = False) -> bool:
+        """Whether to redraw now: on a terminal, at most 10 times a second (the last state always)."""
+        now = time.monotonic()
+        if not self.enabled or (now - self._last < 0.1 and not final):
+            return False
+        self._last = now
+        return True
+
+    def _draw(self, line: str) -> None:
         with self._lock:
             self.stream.write("\r" + line[:160].ljust(100))
             self.stream.flush()
             self._shown = True
 
+    def _blank(self) -> None:
+        """Wipe the status line off the screen, if one is there (the caller holds the lock)."""
+        if self._shown:
+            self.stream.write("\r" + " " * 100 + "\r")
+
     def message(self, text: str) -> None:
         with self._lock:
-            if self._shown:
-                self.stream.write("\r" + " " * 100 + "\r")
+            self._blank()
             self.stream.write(text + "\n")
             self.stream.flush()
 
@@ -126,6 +138,26 @@ class ProgressBar:
             if self._shown:
                 self.stream.write("\n")
                 self._shown = False
+
+
+class TranscribeProgress(ProgressBar):
+    """`  transcribing 0:41:10 / 2:00:00 (34%)  talk.wav` on a terminal's stderr through both passes over each
+    recording (finding the speech, then transcribing it), as engine.tasks.transcribe_files reports them; the line
+    is blanked when done (the transcripts follow)."""
+
+    def __call__(self, path: str, stage: str, done: float, total: float | None) -> None:
+        from desktop.cli import shown
+
+        if not self._due():
+            return
+        of = f" / {clock_text(total)} ({min(1.0, done / total):.0%})" if total else ""
+        self._draw(f"  {stage} {clock_text(done)}{of}  {shown(path)[-40:]}")
+
+    def finish(self) -> None:
+        with self._lock:
+            self._blank()
+            self.stream.flush()
+            self._shown = False
 
 
 def clock_text(seconds: float) -> str:

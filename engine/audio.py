@@ -26,8 +26,7 @@ _BLOCK_FRAMES = 1 << 18  # decode in blocks so that a multi-channel file is neve
 def load_audio(path: Path | str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode an audio file to float32 mono at `sample_rate` (16 kHz by default), all of it in memory (4 bytes a
     sample: 460 MB for two hours). Transcribing a long recording streams it instead (AudioFile)."""
-    source = AudioFile(path, sample_rate=sample_rate, max_seconds=MAX_SECONDS)
-    return np.concatenate(list(source.blocks()))
+    return AudioFile(path, sample_rate=sample_rate, max_seconds=MAX_SECONDS).read()
 
 
 class AudioFile:
@@ -54,6 +53,10 @@ class AudioFile:
     def seconds(self) -> float | None:
         """The length the header declares (None: it does not say); blocks() give the exact count."""
         return self.declared / self.native_rate if self.declared > 0 else None
+
+    def read(self) -> np.ndarray:
+        """All of it at once (what load_audio returns): for a recording known to be short."""
+        return np.concatenate(list(self.blocks()))
 
     def blocks(self, frames: int | None = None) -> Iterator[np.ndarray]:
         """float32 mono blocks at sample_rate, in order; together exactly what resampling the whole file gives.

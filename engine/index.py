@@ -504,10 +504,8 @@ class FolderIndex:
 
     def outdated(self, space: str) -> int:
         """How many files have a vector another model bundle made (an index from before the bundle changed): a
-        search leaves them out until an update encodes them again."""
-        with self._lock:
-            return self._con.execute("SELECT COUNT(*) FROM items WHERE vector IS NOT NULL AND space != ?",
-                                     (space,)).fetchone()[0]
+        search leaves them out until an update encodes them again. Counted in the matrix a search loads anyway."""
+        return int((self._loaded()[4] != space).sum())
 
     def stored_vector(self, path: Path, space: str | None = None) -> tuple[str, np.ndarray] | None:
         """(rel, vector) when `path` is an indexed file of this folder whose content is unchanged (and whose

@@ -120,7 +120,7 @@ def decode(entry: FileEntry, sides: tuple[int | None, int | None] = (None, None)
 
             source = AudioFile(entry.path)  # the header and the file's end are checked here
             if source.seconds is not None and source.seconds <= PRELOAD_AUDIO_SECONDS:
-                return Decoded(entry, np.concatenate(list(source.blocks())))
+                return Decoded(entry, source.read())
             return Decoded(entry, source)  # long (or of unknown length): streamed when perceived, never held whole
         return Decoded(entry, read_text_file(entry.path))
     except InputFileError as exc:
