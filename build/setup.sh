@@ -107,7 +107,7 @@ case "$MODE" in
     install_packages "${APP_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
     PYTHON="$(find_python)"
     build_models
-    setup_app_env "[test,freeze]"
+    setup_app_env "[test,freeze,cluster]"
     # Once installed, nothing may need the network: where this user can make a network namespace (root, as in
     # CI), the suite runs inside one with only the loopback interface up. FUSIONDESK_TEST_ONLINE=1 skips that.
     if [ -z "${FUSIONDESK_TEST_ONLINE:-}" ] && unshare -n true 2>/dev/null; then

@@ -6,6 +6,7 @@ Registered by desktop.cli through COMMAND_MODULES; the engine work is engine.fol
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -58,12 +59,14 @@ def add_commands(command) -> None:
     p.add_argument("--language", default="en", help="speech language: en (default) or a code such as de")
     p.add_argument("--top", type=int, default=5, help="labels per file (default 5)")
     p.add_argument("--hidden", action="store_true", help="also process hidden files and folders")
+    add_cluster_options(p)
 
     p = command("index", cmd_index, "index a folder for search (only new or changed files are encoded)")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--workers", type=int, default=4, help="decoding threads (default 4)")
     p.add_argument("--language", default="en", help="speech language: en (default) or a code")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_cluster_options(p)
 
     p = command("search", cmd_search, "search indexed folders by meaning: photos, scans, recordings and notes alike")
     p.add_argument("query", nargs="?", metavar="QUERY", help="what you are looking for, in words")
@@ -75,6 +78,27 @@ def add_commands(command) -> None:
                    help="only good matches for a text query (score >= 0.25 and within 0.1 of the best); "
                         "none: says so")
     p.add_argument("--json", action="store_true", help='print {"query", "results": [{"path", "score", "modality"}]}')
+
+
+def add_cluster_options(p) -> None:
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="do the work on a Dask cluster: its scheduler's address (tcp://HOST:8786), or `local` to "
+                        "start one on this machine; every worker must read the files and the model bundle at the "
+                        "same paths (needs the cluster extra: pip install -e \".[cluster]\")")
+    p.add_argument("--cluster-workers", type=int, default=2, metavar="N",
+                   help="with --cluster local: how many worker processes (default 2)")
+
+
+def _connect(args, bar):
+    """The cluster --cluster names (None without it); says where the work runs."""
+    if not args.cluster:
+        return None
+    from engine.cluster import Cluster
+
+    bar.message(f"connecting to {'a new local cluster' if args.cluster == 'local' else args.cluster} ...")
+    cluster = Cluster.connect(args.cluster, workers=max(1, args.cluster_workers))
+    bar.message(cluster.describe())
+    return cluster
 
 
 # -- progress on a terminal -------------------------------------------------------------------------------------
@@ -105,8 +129,10 @@ class ProgressBar:
         total = max(progress.total, 1)
         filled = int(self.width * progress.done / total)
         eta = "--:--" if progress.eta is None else clock_text(progress.eta)
+        workers = "  workers " + " ".join(f"{name}:{count}" for name, count in sorted(progress.workers.items())) \
+            if progress.workers else ""
         self._draw(f"  {progress.done}/{progress.total} [{'#' * filled}{'.' * (self.width - filled)}] "
-                   f"{progress.rate:5.1f} files/s  ETA {eta}  {shown(progress.current)[-40:]}")
+                   f"{progress.rate:5.1f} files/s  ETA {eta}{workers}  {shown(progress.current)[-40:]}")
 
     def _due(self, final: bool = False) -> bool:
         """Whether to redraw now: on a terminal, at most 10 times a second (the last state always)."""
@@ -182,11 +208,20 @@ def cmd_batch(args) -> int:
         batch_size=max(1, args.batch_size), top_k=args.top, language=args.language, include_hidden=args.hidden,
         head=args.head, target=args.target, threshold=args.threshold, masks_dir=Path(args.masks_dir) if args.masks_dir else None,
         segment_mode=args.segment_mode, index=args.index)
-    from engine.errors import StorageError
-
     bar = ProgressBar()
     stop = threading.Event()
     run = BatchRun(args.in_dir, args.out, options, _runtime(args), progress=bar, stop=stop)
+    with contextlib.ExitStack() as closing:
+        cluster = _connect(args, bar)
+        if cluster is not None:
+            closing.callback(cluster.close)
+            run.use_cluster(cluster)
+        return _run_batch(run, args, bar, stop)
+
+
+def _run_batch(run, args, bar, stop) -> int:
+    from engine.errors import StorageError
+
     try:
         summary = run.run()
         bar.finish()
@@ -234,10 +269,14 @@ def cmd_index(args) -> int:
         print(f"fusiondesk: {folder} is not a folder", file=sys.stderr)
         return EXIT_USAGE
     bar = ProgressBar()
-    with FolderIndex(folder) as index:
+    with FolderIndex(folder) as index, contextlib.ExitStack() as closing:
         before = _failures(index)
+        cluster = _connect(args, bar)
+        if cluster is not None:
+            closing.callback(cluster.close)
         try:
-            summary = index.update(_runtime(args), workers=max(1, args.workers), language=args.language, progress=bar)
+            summary = index.update(_runtime(args), workers=max(1, args.workers), language=args.language, progress=bar,
+                                   cluster=cluster)
         finally:
             bar.finish()  # the progress line ends before any error is said
         # This run's failures, each with its reason (files that failed before and are unchanged are not retried)

@@ -17,6 +17,9 @@ class InputFileError(FusionDeskError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):  # a cluster worker's file errors travel back to the driver (engine.cluster)
+        return InputFileError, (self.path, self.problem)
+
 
 class StorageError(FusionDeskError):
     """The app's own output (a results file, the search index, a transcript or mask it writes) cannot be
@@ -28,6 +31,9 @@ class StorageError(FusionDeskError):
         self.problem = problem
         self.advice = advice
         super().__init__(f"{self.path}: {problem}" + (f"; {advice}" if advice else ""))
+
+    def __reduce__(self):
+        return StorageError, (self.path, self.problem, self.advice)
 
     def with_advice(self, more: str) -> "StorageError":
         return StorageError(self.path, self.problem, f"{self.advice} {more}".strip())

@@ -43,7 +43,7 @@ from .errors import FusionDeskError, InputFileError, StorageError
 from .fileio import storage_error
 from .filetypes import modality_of, text_name
 from .perceive import Perceiver, Perception, PerceptionOptions, guard_file
-from .pipeline import Decoded, FileEntry, fused_vectors, perceive_stream
+from .pipeline import Decoded, Done, FileEntry, fused_vectors, perceive_stream
 from .runtime import Runtime, get_runtime
 from .scene import DETECTOR_ID, FOLDER_TASK_COLUMNS, FOLDER_TASK_FITS, SEGMENT_MODES, SEGMENTER_ID
 
@@ -496,6 +496,7 @@ class Progress:
     elapsed: float = 0.0
     current: str = ""
     last_row: dict[str, Any] | None = None
+    workers: dict[str, int] = field(default_factory=dict)  # on a cluster: files each worker has done
 
     @property
     def rate(self) -> float:
@@ -533,6 +534,131 @@ def columns_for(tasks: tuple[str, ...], head: bool = False) -> list[str]:
     return BASE_COLUMNS + columns
 
 
+class BatchWork:
+    """A batch run's per-file work: decode -> perception plan -> models -> one result row per file, a batch at a
+    time. BatchRun runs it in its own process; on a cluster (engine.cluster) every worker process holds one made
+    from the same options and bundle, so a file gets the same row on either path. What it writes itself is only
+    segment's pictures (under --masks-dir); the results, transcripts and index are the run's (one writer)."""
+
+    def __init__(self, options: BatchOptions, runtime: Runtime, head=None):
+        self.options = options
+        self.runtime = runtime
+        self.tasks = options.task_list()
+        self.head = head
+        perception = options.perception_options(head, runtime)
+        self.speech_model = perception.speech_model
+        self.perceiver = Perceiver(runtime, perception, decode_workers=options.workers)
+        # (subfolder, stem) of the images whose name another image of the folder shares: b.jpg.mask.png
+        self.clashing: set[tuple[str, str]] = set()
+        self._image_results: dict[str, dict[str, Any]] = {}  # rel -> {task: result} from _with_images
+
+    def spec(self):
+        """What a cluster worker needs to make the same BatchWork (engine.cluster.WorkSpec)."""
+        from .cluster import WorkSpec
+
+        head = str(self.head.path) if self.head is not None and self.head.path else None
+        return WorkSpec.of("batch", self.runtime, self.options, head=head, clashing=frozenset(self.clashing))
+
+    def process(self, entries: Iterable[FileEntry], stop: threading.Event | None = None) -> Iterator[list[Done]]:
+        """Batches of finished files, in the entries' order."""
+        wants_vectors = "embed" in self.tasks or self.options.index
+        for batch in perceive_stream(entries, self.perceiver, self.options.workers, self.options.batch_size,
+                                     stop=stop, with_images=self._with_images):
+            perceptions = [p for _, p in batch]
+            vectors = fused_vectors(perceptions, self.runtime) if wants_vectors else [None] * len(batch)
+            yield [Done(entry, perceived, vector,
+                        build_row(entry, perceived, vector, self.tasks, self.options, self.runtime, extra,
+                                  self.speech_model))
+                   for (entry, perceived), vector, extra in zip(batch, vectors, self._batch_results(batch))]
+
+    # -- results worked out a batch at a time -----------------------------------------------------------------
+
+    def _batch_results(self, batch: list[tuple[FileEntry, Perception | InputFileError]]) -> list[dict[str, Any]]:
+        """Per file, {task: result} for the tasks that run on the whole batch at once."""
+        extra: list[dict[str, Any]] = [{} for _ in batch]
+
+        def fitting(task: str) -> list[int]:
+            return [i for i, (entry, p) in enumerate(batch)
+                    if isinstance(p, Perception) and task in self.tasks and entry.modality in TASK_FITS[task]]
+
+        if self.head is not None:
+            self._head_results(batch, fitting("classify"), extra)
+        if fitting("translate"):
+            self._translations(batch, fitting("translate"), extra)
+        for i, (entry, _) in enumerate(batch):
+            extra[i].update(self._image_results.pop(entry.rel, {}))
+        return extra
+
+    def _with_images(self, decoded: list[Decoded], perceived: list[Perception | InputFileError]) -> None:
+        """Detection at the asked threshold and segmentation, which need the pictures, kept until the rows."""
+        todo = [(d, p) for d, p in zip(decoded, perceived) if isinstance(p, Perception) and d.entry.modality == "image"]
+        if not todo:
+            return
+        if "detect" in self.tasks and self.options.threshold is not None:
+            from .scene import detect, in_file_pixels
+
+            found = detect([d.payload.image for d, _ in todo], score_threshold=self.options.threshold,
+                           runtime=self.runtime)
+            for (d, _), detections in zip(todo, found):  # boxes from the decoded (maybe reduced) picture
+                self._image_results.setdefault(d.entry.rel, {})["detect"] = {
+                    "objects": [item.to_json() for item in in_file_pixels(detections, d.payload.scale)]}
+        if "segment" in self.tasks:
+            for d, p in todo:
+                self._image_results.setdefault(d.entry.rel, {})["segment"] = guard_file(
+                    d.entry.path, lambda d=d, p=p: self._segment(d, p))
+
+    def _head_results(self, batch, indices: list[int], extra: list[dict[str, Any]]) -> None:
+        from .teach import classify_with_head
+
+        perceptions = [batch[i][1] for i in indices]
+        scored = classify_with_head(perceptions, self.head, self.runtime, self.options.top_k) if indices else []
+        for i, perceived, labels in zip(indices, perceptions, scored):
+            extra[i]["classify"] = labels if isinstance(labels, InputFileError) else \
+                {"head": self.head.name, "labels": labels, "evidence": perceived.evidence()}
+
+    def _translations(self, batch, indices: list[int], extra: list[dict[str, Any]]) -> None:
+        """The text each file yields (read, heard or written), translated in one call for the whole batch."""
+        from .translate import LANGUAGES, detect_language, translate
+
+        target = self.options.target
+        texts = {i: _translatable_text(batch[i][1]) for i in indices}
+        worded = [i for i in indices if texts[i].strip()]
+        done = dict(zip(worded, translate([texts[i] for i in worded], target, runtime=self.runtime)))
+        for i in indices:
+            result: dict[str, Any] = {"text": "", "source": None, "target": target,
+                                      "from": TRANSLATE_FROM[batch[i][0].modality]}
+            if i not in done:
+                result["note"] = "no text to translate"
+            else:
+                result.update(text=done[i].text, source=done[i].source)
+                if done[i].source == target:
+                    result["note"] = f"already in {LANGUAGES[target]}"
+                elif detect_language(texts[i])[0] is None:  # too few words to tell: translate() took a guess
+                    result["note"] = f"language not recognised; translated as {LANGUAGES[done[i].source]}"
+            extra[i]["translate"] = result
+
+    def _segment(self, decoded: Decoded, perceived: Perception) -> dict[str, Any]:
+        """The person mask of one photo, its picture written under --masks-dir.
+
+        A photo decoded reduced is decoded again at full size, one at a time: the mask, cutout or blurred
+        picture a person gets back is the size of their photo, while the batches in flight hold reduced images.
+        People are looked for inside the person boxes the perception already found (in the file's pixels)."""
+        from .imaging import load_image
+        from .scene import folder_results
+
+        entry, picture = decoded.entry, decoded.payload
+        image = picture.image if picture.scale == (1.0, 1.0) else load_image(entry.path)
+        rel = entry.rel
+        if (str(Path(rel).parent), Path(rel).stem) in self.clashing:
+            rel += ".png"  # b.jpg and b.png side by side: b.jpg.mask.png and b.png.mask.png
+        try:
+            found = folder_results([image], [rel], ("segment",), self.options.masks_dir, self.runtime,
+                                   self.options.segment_mode, detections=[perceived.objects or []])
+        except OSError as exc:  # writing the picture: a full disk stops the run (not every file's error)
+            raise storage_error(exc, exc.filename or self.options.masks_dir, "choose another --masks-dir") from None
+        return found[0]["segment"]
+
+
 class BatchRun:
     """One batch run over a folder; `run()` once, then `watch()` to keep going as files arrive."""
 
@@ -560,10 +686,8 @@ class BatchRun:
         # Everything that would fail on every file is refused here, once, before any row is written.
         self.head = self._load_head()
         self._check_scene_and_translation()
-        options = self.options.perception_options(self.head, self.runtime)
-        self.speech_model = options.speech_model
         self.columns = columns_for(self.tasks, head=self.head is not None)
-        self.perceiver = Perceiver(self.runtime, options, decode_workers=self.options.workers)
+        self.work = BatchWork(self.options, self.runtime, self.head)
         self.summary = BatchSummary(results=str(self.out))
         self._check_out_writable()
         if self.options.index:
@@ -575,7 +699,12 @@ class BatchRun:
             except StorageError as exc:
                 raise exc.with_advice("(or leave the search index out: --no-index)") from None
         self._names: dict[str, Counter] = {"audio": Counter(), "image": Counter()}  # (subfolder, stem) -> files
-        self._image_results: dict[str, dict[str, Any]] = {}  # rel -> {task: result} from _with_images
+        self.cluster = None  # engine.cluster.Cluster: the per-file work runs on its workers (use_cluster)
+
+    def use_cluster(self, cluster) -> None:
+        """Run the per-file work on a cluster's workers (engine.cluster); this process stays the one writer of
+        the results file, the transcripts and the index."""
+        self.cluster = cluster
 
     def _check_out_writable(self) -> None:
         """A results file that cannot be written (a read-only or not writable folder) is refused now, not after
@@ -660,6 +789,7 @@ class BatchRun:
                 self._resumed.append(item)
             else:
                 todo.append(item)
+        self.work.clashing = {key for key, count in self._names["image"].items() if count > 1}
         return todo
 
     def _process(self, todo: list[FileEntry], results: ResultsFile, start: float) -> None:
@@ -675,32 +805,30 @@ class BatchRun:
     def _catch_up(self, index) -> None:
         """Index the files an earlier run put in the results but not in the index (a run with --no-index, or
         from before runs indexed as they went): a processed folder is a searchable one."""
-        from .index import search_options
+        from .index import IndexWork
 
         space = self.runtime.bundle.bundle_version
         behind = index.missing(self._resumed, space)
         if not behind:
             return
-        perceiver = Perceiver(self.runtime, search_options(self.runtime, self.options.language),
-                              decode_workers=self.options.workers)
-        for batch in perceive_stream(behind, perceiver, self.options.workers, self.options.batch_size, stop=self.stop):
-            index.store(batch, fused_vectors([p for _, p in batch], self.runtime), space)
+        work = IndexWork(self.runtime, self.options.language, self.options.workers, self.options.batch_size)
+        for done in work.process(behind, self.stop):
+            index.store([(item.entry, item.perceived) for item in done], [item.vector for item in done], space)
 
     def _process_into(self, todo: list[FileEntry], results: ResultsFile, start: float, index) -> None:
         progress = Progress(total=len(todo), skipped=self.summary.skipped, resumed=self.summary.resumed)
         self._report(progress, start)
         space = self.runtime.bundle.bundle_version
-        for batch in perceive_stream(todo, self.perceiver, self.options.workers, self.options.batch_size,
-                                     stop=self.stop, with_images=self._with_images):
-            perceptions = [p for _, p in batch]
-            wants_vectors = "embed" in self.tasks or index is not None
-            vectors = fused_vectors(perceptions, self.runtime) if wants_vectors else [None] * len(batch)
+        if self.cluster is not None:
+            batches = self.cluster.run(self.work.spec(), todo, self.options.batch_size, self.stop, progress)
+        else:
+            batches = self.work.process(todo, self.stop)
+        for batch in batches:
             if index is not None:
                 # Before the rows: a row in the results means its file is searchable (a resumed run skips it).
-                index.store(batch, vectors, space)
-            for (entry, perceived), vector, extra in zip(batch, vectors, self._batch_results(batch)):
-                row = build_row(entry, perceived, vector, self.tasks, self.options, self.runtime, extra,
-                                self.speech_model)
+                index.store([(done.entry, done.perceived) for done in batch], [done.vector for done in batch], space)
+            for done in batch:
+                entry, perceived, row = done.entry, done.perceived, done.row
                 if row["status"] == "ok":
                     self._export_transcript(entry, perceived, self._names["audio"])
                 results.append(row)
@@ -723,93 +851,6 @@ class BatchRun:
 
     def _own_folders(self) -> list[Path]:
         return [Path(folder) for folder in (self.options.transcripts_dir, self.options.masks_dir) if folder is not None]
-
-    # -- results worked out a batch at a time -----------------------------------------------------------------
-
-    def _batch_results(self, batch: list[tuple[FileEntry, Perception | InputFileError]]) -> list[dict[str, Any]]:
-        """Per file, {task: result} for the tasks that run on the whole batch at once."""
-        extra: list[dict[str, Any]] = [{} for _ in batch]
-
-        def fitting(task: str) -> list[int]:
-            return [i for i, (entry, p) in enumerate(batch)
-                    if isinstance(p, Perception) and task in self.tasks and entry.modality in TASK_FITS[task]]
-
-        if self.head is not None:
-            self._head_results(batch, fitting("classify"), extra)
-        if fitting("translate"):
-            self._translations(batch, fitting("translate"), extra)
-        for i, (entry, _) in enumerate(batch):
-            extra[i].update(self._image_results.pop(entry.rel, {}))
-        return extra
-
-    def _with_images(self, decoded: list[Decoded], perceived: list[Perception | InputFileError]) -> None:
-        """Detection at the asked threshold and segmentation, which need the pictures, kept until the rows."""
-        todo = [(d, p) for d, p in zip(decoded, perceived) if isinstance(p, Perception) and d.entry.modality == "image"]
-        if not todo:
-            return
-        if "detect" in self.tasks and self.options.threshold is not None:
-            from .scene import detect, in_file_pixels
-
-            found = detect([d.payload.image for d, _ in todo], score_threshold=self.options.threshold,
-                           runtime=self.runtime)
-            for (d, _), detections in zip(todo, found):  # boxes from the decoded (maybe reduced) picture
-                self._image_results.setdefault(d.entry.rel, {})["detect"] = {
-                    "objects": [item.to_json() for item in in_file_pixels(detections, d.payload.scale)]}
-        if "segment" in self.tasks:
-            for d, p in todo:
-                self._image_results.setdefault(d.entry.rel, {})["segment"] = guard_file(
-                    d.entry.path, lambda d=d, p=p: self._segment(d, p))
-
-    def _head_results(self, batch, indices: list[int], extra: list[dict[str, Any]]) -> None:
-        from .teach import classify_with_head
-
-        perceptions = [batch[i][1] for i in indices]
-        scored = classify_with_head(perceptions, self.head, self.runtime, self.options.top_k) if indices else []
-        for i, perceived, labels in zip(indices, perceptions, scored):
-            extra[i]["classify"] = labels if isinstance(labels, InputFileError) else \
-                {"head": self.head.name, "labels": labels, "evidence": perceived.evidence()}
-
-    def _translations(self, batch, indices: list[int], extra: list[dict[str, Any]]) -> None:
-        """The text each file yields (read, heard or written), translated in one call for the whole batch."""
-        from .translate import LANGUAGES, detect_language, translate
-
-        target = self.options.target
-        texts = {i: _translatable_text(batch[i][1]) for i in indices}
-        worded = [i for i in indices if texts[i].strip()]
-        done = dict(zip(worded, translate([texts[i] for i in worded], target, runtime=self.runtime)))
-        for i in indices:
-            result: dict[str, Any] = {"text": "", "source": None, "target": target,
-                                      "from": TRANSLATE_FROM[batch[i][0].modality]}
-            if i not in done:
-                result["note"] = "no text to translate"
-            else:
-                result.update(text=done[i].text, source=done[i].source)
-                if done[i].source == target:
-                    result["note"] = f"already in {LANGUAGES[target]}"
-                elif detect_language(texts[i])[0] is None:  # too few words to tell: translate() took a guess
-                    result["note"] = f"language not recognised; translated as {LANGUAGES[done[i].source]}"
-            extra[i]["translate"] = result
-
-    def _segment(self, decoded: Decoded, perceived: Perception) -> dict[str, Any]:
-        """The person mask of one photo, its picture written under --masks-dir.
-
-        A photo decoded reduced is decoded again at full size, one at a time: the mask, cutout or blurred
-        picture a person gets back is the size of their photo, while the batches in flight hold reduced images.
-        People are looked for inside the person boxes the perception already found (in the file's pixels)."""
-        from .imaging import load_image
-        from .scene import folder_results
-
-        entry, picture = decoded.entry, decoded.payload
-        image = picture.image if picture.scale == (1.0, 1.0) else load_image(entry.path)
-        rel = entry.rel
-        if self._names["image"][(str(Path(rel).parent), Path(rel).stem)] > 1:
-            rel += ".png"  # b.jpg and b.png side by side: b.jpg.mask.png and b.png.mask.png
-        try:
-            found = folder_results([image], [rel], ("segment",), self.options.masks_dir, self.runtime,
-                                   self.options.segment_mode, detections=[perceived.objects or []])
-        except OSError as exc:  # writing the picture: a full disk stops the run (not every file's error)
-            raise storage_error(exc, exc.filename or self.options.masks_dir, "choose another --masks-dir") from None
-        return found[0]["segment"]
 
     # -- transcripts ------------------------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from .filetypes import disk_path, text_name
 from .fileio import storage_error
 from .folder import Progress, Skipped, walk
 from .perceive import Perceiver, Perception, PerceptionOptions
-from .pipeline import FileEntry, fused_vectors, perceive_stream
+from .pipeline import Done, FileEntry, fused_vectors, perceive_stream
 from .runtime import Runtime, get_runtime
 
 MODALITIES = ("image", "audio", "text")
@@ -260,8 +260,10 @@ class FolderIndex:
     # -- update -----------------------------------------------------------------------------------------------
 
     def update(self, runtime: Runtime | None = None, workers: int = 4, batch_size: int = 16, language: str = "en",
-               progress: Callable[[Progress], None] | None = None, stop: threading.Event | None = None) -> UpdateSummary:
-        """Bring the index in line with the folder: encode new and changed files, move renamed ones, prune the rest."""
+               progress: Callable[[Progress], None] | None = None, stop: threading.Event | None = None,
+               cluster=None) -> UpdateSummary:
+        """Bring the index in line with the folder: encode new and changed files, move renamed ones, prune the rest.
+        cluster (engine.cluster.Cluster): encode on its workers; this process stays the index's one writer."""
         runtime = runtime or get_runtime()
         space = runtime.bundle.bundle_version
         start = time.monotonic()
@@ -273,11 +275,17 @@ class FolderIndex:
             else:
                 found.append(item)
         todo = self._reconcile(found, space, summary)
-        perceiver = Perceiver(runtime, search_options(runtime, language), decode_workers=workers)
+        work = IndexWork(runtime, language, workers, batch_size)
         state = Progress(total=len(todo), skipped=summary.skipped, resumed=summary.unchanged)
         hashes = dict(todo)
-        for batch in perceive_stream([entry for entry, _ in todo], perceiver, workers, batch_size, stop=stop):
-            self.store(batch, fused_vectors([p for _, p in batch], runtime), space, hashes)
+        entries = [entry for entry, _ in todo]
+        if cluster is not None:
+            batches = cluster.run(work.spec(), entries, batch_size, stop, state)
+        else:
+            batches = work.process(entries, stop)
+        for done in batches:
+            batch = [(item.entry, item.perceived) for item in done]
+            self.store(batch, [item.vector for item in done], space, hashes)
             for entry, perceived in batch:
                 failed = isinstance(perceived, InputFileError)
                 summary.failed += failed
@@ -613,6 +621,29 @@ def best_passage(query: str, passages: list[str], runtime: Runtime | None = None
         return usable[0] if usable else 0
     vectors = embed_texts([query] + [passages[i] for i in usable], runtime or get_runtime())
     return usable[int(np.argmax(vectors[1:] @ vectors[0]))]
+
+
+class IndexWork:
+    """Indexing's per-file work: decode -> the perception plan for search -> the fused vector, a batch at a time.
+    The same on a cluster's workers (engine.cluster) as in this process."""
+
+    def __init__(self, runtime: Runtime, language: str = "en", workers: int = 4, batch_size: int = 16):
+        self.runtime = runtime
+        self.language = language
+        self.workers = workers
+        self.batch_size = batch_size
+        self.perceiver = Perceiver(runtime, search_options(runtime, language), decode_workers=workers)
+
+    def spec(self):
+        from .cluster import WorkSpec
+
+        return WorkSpec.of("index", self.runtime, {"language": self.language, "workers": self.workers,
+                                                   "batch_size": self.batch_size})
+
+    def process(self, entries: list[FileEntry], stop: threading.Event | None = None) -> Iterator[list[Done]]:
+        for batch in perceive_stream(entries, self.perceiver, self.workers, self.batch_size, stop=stop):
+            vectors = fused_vectors([p for _, p in batch], self.runtime)
+            yield [Done(entry, perceived, vector) for (entry, perceived), vector in zip(batch, vectors)]
 
 
 def search_options(runtime: Runtime, language: str = "en") -> PerceptionOptions:

@@ -19,7 +19,7 @@ import stat
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -80,6 +80,25 @@ class Decoded:
     entry: FileEntry
     payload: Any = None  # ImageInput | float32 samples or an AudioFile to stream | str
     error: InputFileError | None = None
+
+
+@dataclass
+class Done:
+    """One finished file: what was perceived (or its error), its fused vector, and a batch run's result row."""
+
+    entry: FileEntry
+    perceived: Perception | InputFileError
+    vector: np.ndarray | None = None
+    row: dict[str, Any] | None = None  # None: indexing only
+
+    def for_driver(self) -> "Done":
+        """Without what only the models needed (probabilities, features, masks, tokens): what a cluster worker
+        sends back, since the driver stores and writes only the texts, the vector and the row."""
+        if not isinstance(self.perceived, Perception):
+            return self
+        light = replace(self.perceived, tokens=[], image_probs=None, image_feature=None, acoustic_feature=None,
+                        people_mask=None)
+        return Done(self.entry, light, self.vector, self.row)
 
 
 def image_sides(perceiver: Perceiver) -> tuple[int, int | None]:
@@ -193,7 +212,7 @@ def perceive_stream(
     with_images: called with each decoded batch and its perceptions, for work that needs the pictures
     themselves (they are let go once it returns)."""
     sides = image_sides(perceiver)
-    chunks = _chunks(entries, batch_size)
+    chunks = chunked(entries, batch_size)
     pending: deque[list[Future]] = deque()
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
         def submit_next() -> bool:
@@ -229,7 +248,7 @@ def perceive_paths(paths: Iterable[Path | str], perceiver: Perceiver, batch_size
             yield entry.rel, perceived
 
 
-def _chunks(items: Iterable[FileEntry], size: int) -> Iterator[list[FileEntry]]:
+def chunked(items: Iterable[FileEntry], size: int) -> Iterator[list[FileEntry]]:
     chunk: list[FileEntry] = []
     for item in items:
         chunk.append(item)
