@@ -90,8 +90,9 @@ def test_bundle_contents(frozen_app):
     for name in ("gradio", "onnxruntime", "PySide6", "pywebview"):
         assert name.lower() in software.lower(), f"{name} missing from THIRD_PARTY_SOFTWARE.txt"
     # What must not be there: build-time and test tools, unused Qt parts, Qt's translations.
-    for unwanted in ("torch", "transformers", "skimage", "pytest", "playwright", "tkinter", "PySide6/QtQml.abi3.so",
-                     "PySide6/Qt/qml", "PySide6/Qt/translations/qt_de.qm", "gradio/templates/node"):
+    for unwanted in ("torch", "transformers", "skimage", "pytest", "playwright", "tkinter", "dask", "distributed",
+                     "PySide6/QtQml.abi3.so", "PySide6/Qt/qml", "PySide6/Qt/translations/qt_de.qm",
+                     "gradio/templates/node"):
         assert not (internal / unwanted).exists(), f"{unwanted} was bundled"
     assert (internal / "PySide6/Qt/translations/qtwebengine_locales/en-US.pak").is_file()
     assert (internal / "gradio" / "blocks_events.py").is_file(), "gradio's .py sources must ship beside the bytecode"
@@ -131,6 +132,11 @@ def test_cli_commands_offline(frozen_app, offline, photos, tmp_path):
                           "--json"], env=_app_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert Path(json.loads(run.stdout)["results"][0]["path"]).name == "rocket.jpg", run.stdout
+    # The cluster extra is never bundled: --cluster says where it can be had instead of failing on an import.
+    run = subprocess.run([*offline, str(frozen_app), "index", str(folder), "--cluster", "local"], env=_app_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert "not part of the double-click app" in run.stderr, run.stderr
 
 
 def _read_address(process: subprocess.Popen, seconds: float = 120) -> str:
