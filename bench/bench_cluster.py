@@ -42,6 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
+import faults  # noqa: E402  (tests/faults.py: the corpus and the comparisons the tests use)
+
 FUSIONDESK = [sys.executable, "-m", "desktop"]
 
 
@@ -78,7 +80,7 @@ def run_sampled(argv: list[str], env: dict, rows_file: Path | None = None, every
                     pass
         except psutil.Error:
             break
-        rows = _rows(rows_file) if rows_file is not None else 0
+        rows = faults.result_rows(rows_file) if rows_file is not None else 0
         samples.append((time.perf_counter() - start, rows, driver_mb, workers_mb, cpu))
         if time.perf_counter() - start > timeout:
             proc.kill()
@@ -96,13 +98,6 @@ def run_sampled(argv: list[str], env: dict, rows_file: Path | None = None, every
             "stdout": output["stdout"], "stderr": output["stderr"][-3000:]}
 
 
-def _rows(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
 def fresh_home(base: Path) -> dict:
     shutil.rmtree(base, ignore_errors=True)
     (base / "data").mkdir(parents=True)
@@ -115,7 +110,6 @@ def fresh_home(base: Path) -> dict:
 
 
 def part_commands(args, work: Path) -> dict:
-    import faults
     from bench_commands import folder_of, photo_set
 
     pool, entries = photo_set(Path(args.photo_work), args.photos, args.seed)
@@ -246,7 +240,6 @@ def app_requirements() -> list[str]:
 
 
 def part_engines(args, work: Path) -> dict:
-    import faults
     from bench_commands import folder_of, photo_set
 
     pool, entries = photo_set(Path(args.photo_work), args.engine_photos, args.seed)
@@ -279,7 +272,6 @@ def part_engines(args, work: Path) -> dict:
 
 
 def part_scale(args, work: Path) -> dict:
-    import faults
 
     folder = work / f"many-{args.many}"
     marker = folder.with_name(folder.name + ".done")
@@ -315,7 +307,7 @@ def part_scale(args, work: Path) -> dict:
             "median_window_rows_per_s": rates[len(rates) // 2] if rates else None,
             "driver_peak_mb": run["driver_peak_mb"], "workers_peak_mb": run["workers_peak_mb"],
             "driver_cpu_s": driver_cpu, "driver_cpu_ms_per_row": 1000 * driver_cpu / max(1, files),
-            "rows_written": _rows(out), "stderr": run["stderr"][-600:]}
+            "rows_written": faults.result_rows(out), "stderr": run["stderr"][-600:]}
 
 
 # -------------------------------------------------------------------------------------------------- report
