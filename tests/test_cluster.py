@@ -277,3 +277,19 @@ def test_without_the_extra_the_message_says_how_to_install_it(tmp_path):
     done = run_cli(cli("index", str(folder), "--cluster", "local"), env)
     assert done["rc"] != 0 and "Traceback" not in done["stderr"]
     assert 'pip install -e ".[cluster]"' in done["stderr"]
+
+
+def test_a_worker_with_another_model_bundle_says_so(cluster, runtime, tmp_path):
+    from dataclasses import replace
+
+    from engine.cluster import Cluster
+    from engine.errors import FusionDeskError
+    from engine.index import IndexWork
+    from engine.pipeline import entry_for
+
+    note = tmp_path / "note.txt"
+    note.write_text("a note about the harbour", encoding="utf-8")
+    spec = replace(IndexWork(runtime).spec(), bundle_version="some-other-build")
+    with Cluster.connect(cluster.address) as connected:
+        with pytest.raises(FusionDeskError, match="give every node the same bundle"):
+            list(connected.run(spec, [entry_for(note)], 4))
