@@ -89,10 +89,11 @@ def add_cluster_options(p) -> None:
                    help="with --cluster local: how many worker processes (default 2)")
 
 
-def _connect(args, bar):
-    """The cluster --cluster names (None without it); says where the work runs."""
+def _cluster(args, bar):
+    """The cluster --cluster names, as a context that closes it (None without --cluster); says where the work
+    runs."""
     if not args.cluster:
-        return None
+        return contextlib.nullcontext()
     from engine.cluster import Cluster
 
     bar.message(f"connecting to {'a new local cluster' if args.cluster == 'local' else args.cluster} ...")
@@ -211,10 +212,8 @@ def cmd_batch(args) -> int:
     bar = ProgressBar()
     stop = threading.Event()
     run = BatchRun(args.in_dir, args.out, options, _runtime(args), progress=bar, stop=stop)
-    with contextlib.ExitStack() as closing:
-        cluster = _connect(args, bar)
+    with _cluster(args, bar) as cluster:
         if cluster is not None:
-            closing.callback(cluster.close)
             run.use_cluster(cluster)
         return _run_batch(run, args, bar, stop)
 
@@ -269,11 +268,8 @@ def cmd_index(args) -> int:
         print(f"fusiondesk: {folder} is not a folder", file=sys.stderr)
         return EXIT_USAGE
     bar = ProgressBar()
-    with FolderIndex(folder) as index, contextlib.ExitStack() as closing:
+    with FolderIndex(folder) as index, _cluster(args, bar) as cluster:
         before = _failures(index)
-        cluster = _connect(args, bar)
-        if cluster is not None:
-            closing.callback(cluster.close)
         try:
             summary = index.update(_runtime(args), workers=max(1, args.workers), language=args.language, progress=bar,
                                    cluster=cluster)

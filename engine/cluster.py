@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator
 
 from .errors import FusionDeskError, InputFileError
@@ -54,7 +54,7 @@ class WorkSpec:
     bundle_dir: str
     bundle_version: str
     device: str
-    settings: Any  # batch: engine.folder.BatchOptions; index: {"language", "workers", "batch_size"}
+    settings: Any  # batch: engine.folder.BatchOptions; index: {"language", "batch_size"}
     head: str | None = None  # batch --head: the head file's path
     clashing: frozenset = field(default_factory=frozenset)  # batch: image names another image shares
 
@@ -108,8 +108,6 @@ def _make_work(spec: WorkSpec):
         from .index import IndexWork
 
         return IndexWork(runtime, spec.settings["language"], 1, spec.settings["batch_size"])
-    from dataclasses import replace
-
     from .folder import BatchWork
 
     head = None

@@ -637,8 +637,7 @@ class IndexWork:
     def spec(self):
         from .cluster import WorkSpec
 
-        return WorkSpec.of("index", self.runtime, {"language": self.language, "workers": self.workers,
-                                                   "batch_size": self.batch_size})
+        return WorkSpec.of("index", self.runtime, {"language": self.language, "batch_size": self.batch_size})
 
     def process(self, entries: list[FileEntry], stop: threading.Event | None = None) -> Iterator[list[Done]]:
         for batch in perceive_stream(entries, self.perceiver, self.workers, self.batch_size, stop=stop):
