@@ -28,7 +28,7 @@ EXIT_STORAGE = 5
 
 # Modules that add their own commands (kept light: they import heavy libraries only inside handlers).
 COMMAND_MODULES: list[str] = ["desktop.app_commands", "desktop.folder_commands", "desktop.scene_commands",
-                              "desktop.translate_commands", "desktop.teach_commands"]
+                              "desktop.translate_commands", "desktop.teach_commands", "desktop.pack_commands"]
 
 
 def _print_json(data) -> None:
@@ -152,9 +152,13 @@ def cmd_models(args) -> int:
             row["verified"] = not problems
             if problems:
                 row["problems"] = problems
+        if entry.id in bundle.model_packs:
+            row["pack"] = bundle.model_packs[entry.id]
         rows.append(row)
+    missing = _missing_pack_models(bundle)
     if args.json:
-        _print_json({"bundle": str(bundle.root), "bundle_version": bundle.bundle_version, "models": rows})
+        _print_json({"bundle": str(bundle.root), "bundle_version": bundle.bundle_version, "models": rows,
+                     "not_installed": missing})
     else:
         print(f"model bundle {bundle.root} (version {bundle.bundle_version})")
         print(f"{'id':18} {'task':22} {'size':>9} {'precision':9} {'provider':24}" + (" verified" if args.verify else ""))
@@ -168,7 +172,27 @@ def cmd_models(args) -> int:
                 print(f"    {problem}", file=sys.stderr)
         total = sum(r["bytes"] for r in rows)
         print(f"{len(rows)} entries, {total / 1e6:.1f} MB")
+        for item in missing:
+            print(f"{item['id']:18} in the {item['pack_title']} pack, not installed "
+                  f"(fusiondesk packs install {item['pack_file']})")
     return EXIT_BROKEN if failed else EXIT_OK
+
+
+def _missing_pack_models(bundle) -> list[dict]:
+    """The models of optional packs that this bundle lacks (engine.packs): listed so people know they exist."""
+    from engine.packs import PACKS
+
+    return [{"id": model_id, "pack": spec.name, "pack_title": spec.title, "pack_file": spec.file_name,
+             "feature": feature}
+            for spec in PACKS.values() for model_id, feature in spec.features.items() if model_id not in bundle]
+
+
+def _print_packs(bundle) -> None:
+    from engine.packs import pack_rows
+
+    for row in pack_rows(bundle):
+        where = f" at {row['where']}" if row["where"] else f" (fusiondesk packs install {row['file']})"
+        print(f"  pack {row['name']}: {row['state']}{where}")
 
 
 def _planned_provider(runtime) -> str:
@@ -184,6 +208,7 @@ def cmd_selftest(args) -> int:
 
     runtime = _runtime(args)
     print(f"self-test of the model bundle at {runtime.bundle.root} (device {runtime.device}, {runtime.threads} threads)")
+    _print_packs(runtime.bundle)
 
     def show(result) -> None:
         status = "ok  " if result.ok else "FAIL"

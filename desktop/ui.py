@@ -325,7 +325,8 @@ def translation_choice(label: str, elem_id: str) -> gr.Dropdown:
     targets = [t for t in available_targets(get_runtime()) if t in TRANSLATION_TARGETS]
     if not targets:
         return gr.Dropdown([("No translation", NO_TRANSLATION)], value=NO_TRANSLATION, label=label, interactive=False,
-                           info="translation is not installed: this model bundle was built without the translation pack",
+                           info="translation is not installed: it needs the Languages pack "
+                                "(FusionDesk-languages.pack); add it in Models & settings (Packs), then reload the page",
                            elem_id=elem_id)
     choices = [("No translation", NO_TRANSLATION)] + [(TRANSLATION_TARGETS[t], t) for t in targets]
     return gr.Dropdown(choices, value=NO_TRANSLATION, label=label, elem_id=elem_id,
@@ -892,6 +893,11 @@ def models_table() -> list[list[Any]]:
             provider = f"{choose_providers(runtime.device)[0].replace('ExecutionProvider', '')} (not loaded yet)"
         rows.append([entry.id, entry.task, entry.modality, f"{entry.total_bytes / 1e6:.1f} MB", entry.precision,
                      provider, entry.license])
+    from engine.packs import PACKS
+
+    for spec in PACKS.values():  # so people know what a pack would add
+        rows += [[model_id, "", "", "", "", f"in the {spec.title} pack, not installed", ""]
+                 for model_id in spec.model_ids if model_id not in runtime.bundle]
     return rows
 
 
@@ -925,12 +931,63 @@ def model_overview() -> tuple[str, list[list[Any]], str]:
     return settings_summary(), models_table(), license_notes()
 
 
+def packs_table() -> list[list[Any]]:
+    from engine.packs import pack_rows
+
+    return [[row["name"], row["title"], "-" if row["bytes"] is None else f"{row['bytes'] / 1e6:.0f} MB", row["state"],
+             row["where"] or f"install {row['file']}"] for row in pack_rows(get_runtime().bundle)]
+
+
+def removable_packs() -> gr.Dropdown:
+    """The packs installed in the user's data folder (a pack beside the app belongs to its system package)."""
+    from engine.packs import pack_rows
+
+    names = sorted({row["name"] for row in pack_rows(get_runtime().bundle) if row["place"] == "user"})
+    return gr.Dropdown(names, value=names[0] if names else None)
+
+
+def _reload_bundle() -> None:
+    """A new runtime on the bundle as it is now (with or without the pack): the old one keeps serving whatever
+    is running on it."""
+    from engine.manifest import ModelBundle
+
+    current = get_runtime()
+    set_runtime(Runtime(ModelBundle(current.bundle.root), device=current.device, threads=current.threads))
+
+
+@readable_errors
+def install_pack_file(upload):
+    from engine.manifest import ModelBundle
+    from engine.packs import install_pack
+
+    path = getattr(upload, "name", upload)
+    if not path:
+        raise gr.Error("Choose a pack file first (FusionDesk-languages.pack).", print_exception=False)
+    pack = install_pack(path, ModelBundle(get_runtime().bundle.root, packs=False).bundle_version)
+    _reload_bundle()
+    status = (f"Installed the **{pack.title}** pack ({pack.bytes / 1e6:.0f} MB) into `{pack.folder}`. Reload the page "
+              "to use it in Live and Files.")
+    return status, packs_table(), removable_packs(), models_table()
+
+
+@readable_errors
+def remove_pack_named(name):
+    from engine.packs import remove_pack
+
+    if not name:
+        raise gr.Error("No pack installed in your data folder to remove.", print_exception=False)
+    folder = remove_pack(name)
+    _reload_bundle()
+    return f"Removed the {name} pack from `{folder}`.", packs_table(), removable_packs(), models_table()
+
+
 @readable_errors
 def apply_settings(device, threads, speech_model):
-    from engine.settings import Settings, save_settings
+    from engine.settings import SPEECH_MODELS, Settings, save_settings
 
     settings = Settings(device=device, threads=int(threads or 0), speech_model=speech_model)
     current = get_runtime()
+    current.bundle.entry(SPEECH_MODELS[settings.speech_model])  # a model of a pack that is not installed: say so
     # A new runtime (new sessions on the chosen device) only when device or threads changed; 0 threads means
     # the default (one per physical core), which may differ from the current count.
     if settings.device != current.device or (settings.threads or default_threads()) != current.threads:
@@ -1063,6 +1120,22 @@ def _models_tab(app: gr.Blocks) -> None:
     refresh.click(model_overview, None, [summary, table, licenses], api_visibility="private")
     app.load(model_overview, None, [summary, table, licenses], api_visibility="private")
     save.click(apply_settings, [device, threads, speech], [summary, table, licenses], api_visibility="private")
+
+    gr.Markdown("### Packs\nOptional models that the core download leaves out: the **Languages** pack "
+                "(`FusionDesk-languages.pack`) adds speech in other languages, speech translated into English and "
+                "English <-> Portuguese translation.")
+    packs = gr.Dataframe(headers=["pack", "title", "size", "state", "where"], interactive=False, label="Packs",
+                         elem_id="packs-table")
+    with gr.Row():
+        pack_file = gr.File(label="Pack file to install", file_types=[".pack"], elem_id="packs-file")
+        with gr.Column():
+            install = gr.Button("Install pack", elem_id="packs-install")
+            removable = gr.Dropdown([], label="Installed pack to remove", elem_id="packs-removable")
+            remove = gr.Button("Remove pack", size="sm", elem_id="packs-remove")
+    pack_status = gr.Markdown(elem_id="packs-status")
+    install.click(install_pack_file, [pack_file], [pack_status, packs, removable, table], api_visibility="private")
+    remove.click(remove_pack_named, [removable], [pack_status, packs, removable, table], api_visibility="private")
+    app.load(lambda: (packs_table(), removable_packs()), None, [packs, removable], api_visibility="private")
 
 
 def _api_endpoints() -> None:

@@ -37,3 +37,29 @@ class StorageError(FusionDeskError):
 
     def with_advice(self, more: str) -> "StorageError":
         return StorageError(self.path, self.problem, f"{self.advice} {more}".strip())
+
+
+class PackNotInstalled(ModelBundleError):
+    """A feature needs a model that lives in an optional pack (engine.packs) which is not installed. The message
+    names the feature, the pack and its file, and how to add it."""
+
+    def __init__(self, message: str, pack_name: str, model_id: str):
+        self.pack_name = pack_name
+        self.model_id = model_id
+        super().__init__(message)
+
+    def __reduce__(self):
+        return PackNotInstalled, (str(self), self.pack_name, self.model_id)
+
+
+class PackError(FusionDeskError):
+    """A pack file cannot be installed (not a pack, truncated, corrupt, for another bundle version, unsafe), or a
+    pack cannot be removed. Names the file or folder and the problem."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self):
+        return PackError, (self.path, self.problem)

@@ -748,7 +748,15 @@ class BatchRun:
                 raise FusionDeskError(f"--to {target}: choose one of {', '.join(LANGUAGES)}")
             source = next(code for code in LANGUAGES if code != target)
             if not installed(source, target, self.runtime):
-                raise TranslationNotInstalled(source, target)
+                raise TranslationNotInstalled(source, target, self.runtime)
+        speech = self.options.speech_model()
+        if speech not in bundle:
+            from .packs import pack_for_model
+
+            if pack_for_model(speech) is not None:
+                # --language other than en (or the multilingual setting) needs a pack that is not installed: say so
+                # once, now, rather than as an error row for every recording
+                bundle.entry(speech)
 
     # -- the folder, once -------------------------------------------------------------------------------------
 

@@ -695,10 +695,10 @@ def _check_request(spec: WhisperSpec, language: str | None, task: str) -> str | 
     if not spec.multilingual:
         if task == "translate":
             raise FusionDeskError(f"{spec.model_id} only transcribes English; translation needs a multilingual "
-                                  "model (whisper-base)")
+                                  "model (whisper-base, in the Languages pack)")
         if language not in (None, "auto", "en"):
             raise FusionDeskError(f"{spec.model_id} only knows English, not {language!r}; choose the multilingual "
-                                  "model (whisper-base) for other languages")
+                                  "model (whisper-base, in the Languages pack) for other languages")
         return "en"
     if language in (None, "auto"):
         return None

@@ -217,6 +217,7 @@ def transcribe_files(
 
     runtime = runtime or get_runtime()
     model_id = model_id or speech_model_for(language, task)
+    runtime.bundle.entry(model_id)  # a model of a pack that is not installed: said once, before any file is read
     records, transcripts = [], {}
     for path in map(str, paths):
         report = None if progress is None else (lambda stage, done, total, path=path: progress(path, stage, done, total))

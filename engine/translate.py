@@ -32,7 +32,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .errors import FusionDeskError, ModelBundleError
+from .errors import FusionDeskError, PackNotInstalled
 from .runtime import Runtime, get_runtime
 
 LANGUAGES = {"en": "English", "pt": "Portuguese"}
@@ -43,14 +43,22 @@ TRANSLATION_CONFIDENCE = 0.9
 TRANSLATABLE_KINDS = ("transcript", "ocr", "text")
 
 
-class TranslationNotInstalled(ModelBundleError):
-    """The model bundle was built without the translation pack."""
+class TranslationNotInstalled(PackNotInstalled):
+    """The translation models are not there: the Languages pack (engine.packs) is not installed."""
 
-    def __init__(self, source: str, target: str):
-        super().__init__(
-            f"translation is not installed: this model bundle has no {LANGUAGES.get(source, source)} -> "
-            f"{LANGUAGES.get(target, target)} model (it was built with --without translation); add it with: "
-            "build/.venv/bin/python build/models.py --only translation_step")
+    def __init__(self, source: str, target: str, runtime: Runtime | None = None):
+        model_id = MODEL_IDS[(source, target)]
+        bundle = (runtime or get_runtime()).bundle
+        try:
+            bundle.entry(model_id)
+            why = f"{LANGUAGES.get(source, source)} -> {LANGUAGES.get(target, target)} is not in this model bundle"
+            pack = ""
+        except PackNotInstalled as exc:  # the usual case: says which pack and how to add it
+            why, pack = str(exc), exc.pack_name
+        super().__init__(f"translation is not installed: {why}", pack, model_id)
+
+    def __reduce__(self):
+        return PackNotInstalled, (str(self), self.pack_name, self.model_id)
 
 
 @dataclass
@@ -287,7 +295,7 @@ def load_model(source: str, target: str, runtime: Runtime | None = None) -> Mari
     if model_id is None:
         raise FusionDeskError(f"cannot translate {source!r} to {target!r}: only English <-> Portuguese is available")
     if model_id not in runtime.bundle:
-        raise TranslationNotInstalled(source, target)
+        raise TranslationNotInstalled(source, target, runtime)
     with _models_lock:
         per_runtime = _models.setdefault(runtime, {})
         if model_id not in per_runtime:
