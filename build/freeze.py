@@ -33,7 +33,10 @@ DIST = ROOT / "dist"
 APP_NAME = "FusionDesk"
 APP_DIR = DIST / APP_NAME
 ARCHIVE = DIST / f"{APP_NAME}.tar.gz"
-MANIFEST = ROOT / "assets" / "models" / "manifest.json"
+MODELS = ROOT / "assets" / "models"
+MANIFEST = MODELS / "manifest.json"
+# The optional packs cut from the full bundle (engine.packs): the app folder carries only the core models.
+PACK_NAMES = ["languages"]
 BUILD_INFO = "BUILD_INFO.json"
 ICON_SIZES = [(16, 16), (24, 24), (32, 32), (48, 48), (64, 64), (128, 128), (256, 256)]
 
@@ -78,7 +81,23 @@ def built_info(app_dir: Path = APP_DIR) -> dict | None:
 
 def is_current(app_dir: Path = APP_DIR) -> bool:
     info = built_info(app_dir)
-    return bool(info) and info.get("fingerprint") == fingerprint() and (app_dir / executable_name()).is_file()
+    return (bool(info) and info.get("fingerprint") == fingerprint() and (app_dir / executable_name()).is_file()
+            and all(path.is_file() for path in pack_files(app_dir.parent)))
+
+
+def pack_files(dist: Path = DIST) -> list[Path]:
+    from engine.packs import PACKS
+
+    return [dist / PACKS[name].file_name for name in PACK_NAMES]
+
+
+def write_packs() -> None:
+    """Each pack file beside the app folder, from the same manifest the spec cut the core from."""
+    from engine.packs import write_pack
+
+    for name, path in zip(PACK_NAMES, pack_files()):
+        write_pack(MODELS, path, name)
+        print(f"freeze: {path.relative_to(ROOT)} {path.stat().st_size / 1e6:.0f} MB", flush=True)
 
 
 def executable_name() -> str:
@@ -129,9 +148,13 @@ def third_party_models() -> str:
     lines = [f"Models bundled with {APP_NAME} (model bundle version {manifest.get('bundle_version', '?')}).",
              "Each model's weights come from the registry package named under 'source'; their licenses are",
              "those packages' (or their upstream's) as recorded when the bundle was built.", ""]
+    from engine.packs import pack_for_model
+
     for model in manifest["models"]:
         source = model.get("source", {})
-        lines.append(f"== {model['id']} ({model['task']}, {model.get('precision', '?')})")
+        pack = pack_for_model(model["id"])
+        lines.append(f"== {model['id']} ({model['task']}, {model.get('precision', '?')})"
+                     + (f": in the {pack.title} pack, {pack.file_name}" if pack else ""))
         lines.append(f"   license: {model.get('license') or 'not stated'}")
         for package in source.get("packages", []):
             where = package.get("registry", "pypi")
@@ -209,8 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     inputs = input_hashes()  # before building: a source edited meanwhile must make this build count as stale
     started = time.monotonic()
     ARCHIVE.unlink(missing_ok=True)  # an archive of an older build must not survive a new one
+    for path in pack_files():
+        path.unlink(missing_ok=True)  # nor a pack cut from an older bundle
     run_pyinstaller()
     add_documents(inputs, time.monotonic() - started)
+    write_packs()
     print(f"freeze: {APP_DIR.relative_to(ROOT)} {folder_bytes(APP_DIR) / 1e6:.0f} MB, built in "
           f"{time.monotonic() - started:.0f} s", flush=True)
     if not args.no_archive:

@@ -76,11 +76,21 @@ def offline() -> list[str]:
 
 
 def test_bundle_contents(frozen_app):
+    from engine.packs import PACKS, core_manifest, read_pack_file
+
     internal = APP_DIR / "_internal"
     manifest = json.loads((ROOT / "assets" / "models" / "manifest.json").read_text())
-    for model in manifest["models"]:
+    # The app folder holds the core models and the core manifest; the Languages pack is its own file beside it.
+    core = core_manifest(manifest)
+    assert json.loads((internal / "assets" / "models" / "manifest.json").read_text()) == core
+    for model in core["models"]:
         for item in model["files"].values():
             assert (internal / "assets" / "models" / item["path"]).stat().st_size == item["bytes"], item["path"]
+    for model_id in PACKS["languages"].model_ids:
+        assert not (internal / "assets" / "models" / model_id).exists(), f"{model_id} is in the core bundle"
+    pack = read_pack_file(APP_DIR.parent / PACKS["languages"].file_name)
+    assert pack["bundle_version"] == manifest["bundle_version"]
+    assert [entry.id for entry in pack["entries"]] == list(PACKS["languages"].model_ids)
     notices = (APP_DIR / "THIRD_PARTY_MODELS.txt").read_text()
     for model in manifest["models"]:
         assert f"== {model['id']} " in notices
