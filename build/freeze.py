@@ -185,8 +185,8 @@ def third_party_software() -> str:
     owners = metadata.packages_distributions()
     names = sorted({dist for module in bundled for dist in owners.get(module, [])} - {"fusiondesk"}, key=str.lower)
     lines = [f"Third-party software bundled with {APP_NAME}, with the licenses the packages declare.",
-             "Qt (through PySide6) is used under the LGPL-3.0: its libraries are the separate shared library files",
-             "in this folder and can be replaced by compatible builds. Python itself: PSF License.", ""]
+             "The window's web view (WebKitGTK with GTK, GLib and GStreamer on Linux; WebView2 on Windows; WKWebView",
+             "on macOS) is the operating system's own and is not part of this folder. Python itself: PSF License.", ""]
     for name in names:
         dist = metadata.distribution(name)
         lines.append(f"{dist.metadata['Name']} {dist.version}: {_license_of(dist)}")

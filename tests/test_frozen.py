@@ -2,7 +2,9 @@
 
 - the CLI inside it: `selftest` and a real `classify`, `batch` and `search` run with no network at all (`unshare -n`);
 - the server: HTTP 200 and a gradio_client call returning a real classification;
-- the window on a virtual screen (Xvfb): the page shows the app, and closing the window ends the program.
+- the window on a virtual screen (Xvfb), on the system's WebKitGTK: the page shows the app, WebKit's mock camera and
+  microphone are granted to the app's origin and refused to another, and closing the window ends the program;
+- with WebKitGTK's typelib hidden: the message naming the packages, the default browser, exit code 0.
 
 The bundle is rebuilt by build/freeze.py only when its inputs changed (BUILD_INFO.json holds their
 fingerprint), so a clean clone (CI) always tests a fresh build and a second local run costs nothing.
@@ -27,6 +29,7 @@ import pytest
 
 from conftest import ROOT
 from media import start_xvfb
+from nowebkit import can_hide_typelibs, run_with_browser_fallback, without_webkit_typelib
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the frozen app is built and tested on Linux")
 
@@ -60,9 +63,8 @@ def frozen_app() -> Path:
 def _app_env(**extra) -> dict:
     """The frozen app's own model bundle (not $FUSIONDESK_MODELS), no display unless given one."""
     env = {k: v for k, v in os.environ.items() if k not in ("FUSIONDESK_MODELS", "DISPLAY", "WAYLAND_DISPLAY",
-                                                             "PYTHONPATH", "PYTHONHOME")}
-    if os.geteuid() == 0:
-        env["QTWEBENGINE_DISABLE_SANDBOX"] = "1"  # Chromium's sandbox refuses root; only CI and tests run as root
+                                                             "PYTHONPATH", "PYTHONHOME", "FUSIONDESK_WINDOW")}
+    env["GSETTINGS_BACKEND"] = "memory"  # GTK's settings without a dconf service (none under Xvfb)
     env.update(extra)
     return env
 
@@ -97,14 +99,25 @@ def test_bundle_contents(frozen_app):
         assert model["license"] and model["license"] in notices
     assert "MIT License" in (APP_DIR / "LICENSE.txt").read_text()
     software = (APP_DIR / "THIRD_PARTY_SOFTWARE.txt").read_text()
-    for name in ("gradio", "onnxruntime", "PySide6", "pywebview"):
+    for name in ("gradio", "onnxruntime", "pywebview", "PyGObject"):
         assert name.lower() in software.lower(), f"{name} missing from THIRD_PARTY_SOFTWARE.txt"
-    # What must not be there: build-time and test tools, unused Qt parts, Qt's translations.
+    assert "pyside6" not in software.lower()
+    # What must not be there: build-time and test tools, Qt (an opt-in of the Python install only).
     for unwanted in ("torch", "transformers", "skimage", "pytest", "playwright", "tkinter", "dask", "distributed",
-                     "PySide6/QtQml.abi3.so", "PySide6/Qt/qml", "PySide6/Qt/translations/qt_de.qm",
-                     "gradio/templates/node"):
+                     "PySide6", "shiboken6", "qtpy", "webview/platforms/qt.py", "gradio/templates/node"):
         assert not (internal / unwanted).exists(), f"{unwanted} was bundled"
-    assert (internal / "PySide6/Qt/translations/qtwebengine_locales/en-US.pak").is_file()
+    files = [p.relative_to(internal).as_posix() for p in internal.rglob("*") if p.is_file()]
+    assert not [f for f in files if "Qt6" in f or "qt6" in f.lower() or "QtWebEngine" in f], "Qt files were bundled"
+    # The window's web view and its GTK stack are the system's: no copies of them, of their typelibs or data
+    # (a bundled GTK next to the system's WebKit breaks on the next system update).
+    system_stack = ("libgtk-3", "libgdk-3", "libwebkit2gtk", "libjavascriptcoregtk", "libsoup", "libglib-2.0",
+                    "libgobject-2.0", "libgio-2.0", "libgirepository", "libcairo.so", "libpango", "libgdk_pixbuf",
+                    "libicu", "libgst")
+    bundled_stack = [f for f in files if Path(f).name.startswith(system_stack)]
+    assert not bundled_stack, f"system libraries were bundled: {bundled_stack[:10]}"
+    assert not [f for f in files if f.endswith(".typelib") or f.startswith(("share/", "gi_typelibs/", "lib/gdk-pixbuf"))]
+    # ...while PyGObject's own Python side is there: the bundled app imports it and loads the system's typelibs.
+    assert list((internal / "gi").glob("_gi.*.so")), "PyGObject was not bundled"
     assert (internal / "gradio" / "blocks_events.py").is_file(), "gradio's .py sources must ship beside the bytecode"
 
 
@@ -203,7 +216,8 @@ def display():
 
 def test_window_shows_the_app(frozen_app, display, runtime, tmp_path):
     """Double-click equivalent: no arguments, a display. The probe (desktop/frozen_main.py) says when the page
-    shows the interface and closes the window when asked, as a person closing it would."""
+    shows the interface, asks for camera and microphone (WebKit's mock devices) on the app's origin and on
+    http://localhost:PORT/, and closes the window when asked, as a person closing it would."""
     from PIL import Image
 
     from engine.ocr import read_text
@@ -211,7 +225,8 @@ def test_window_shows_the_app(frozen_app, display, runtime, tmp_path):
     marker = tmp_path / "shown.jsonl"
     shot = tmp_path / "screen.png"
     started = time.time()
-    app = subprocess.Popen([str(frozen_app)], env=_app_env(DISPLAY=display, FUSIONDESK_STARTUP_PROBE=str(marker)),
+    app = subprocess.Popen([str(frozen_app)], env=_app_env(DISPLAY=display, FUSIONDESK_STARTUP_PROBE=str(marker),
+                                                           FUSIONDESK_PROBE_MEDIA="1", FUSIONDESK_MOCK_CAPTURE="1"),
                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "stderr.txt", "w"),
                            start_new_session=True)
     try:
@@ -222,6 +237,11 @@ def test_window_shows_the_app(frozen_app, display, runtime, tmp_path):
                                 f"{(tmp_path / 'stderr.txt').read_text()[-3000:]}"
         shown = json.loads(marker.read_text().splitlines()[0])
         assert shown["ui_ready"] and shown["title"] == "FusionDesk", shown
+        assert shown["backend"] == "gtk", shown
+        media = shown["media"]
+        assert media["own_origin"] == {"result": "granted", "audio": 1, "video": 1}, media
+        assert media["other_origin"] == {"result": "denied", "error": "NotAllowedError"}, media
+        assert media["back"], "the window did not return to the app after the media check"
         print(f"window showed the UI {shown['shown'] - started:.1f} s after launch")
         time.sleep(0.5)  # let the compositor paint the last frame
         subprocess.run(["import", "-display", display, "-window", "root", str(shot)], check=True, timeout=30)
@@ -236,3 +256,16 @@ def test_window_shows_the_app(frozen_app, display, runtime, tmp_path):
     # The page's own words: its title, or the line under it (the OCR now and then misses the title's large type)
     assert "FusionDesk" in words or "nothing leaves it" in words, f"the app is not on screen; read: {words[:500]}"
     assert "live" in words.lower() and "files" in words.lower(), words[:500]
+
+
+def test_without_webkitgtk_the_app_opens_in_the_browser(frozen_app, display, tmp_path):
+    """The frozen app (which carries no Qt) where WebKitGTK is not installed (its typelib hidden in a private mount
+    namespace): it says what to install, opens the page in the default browser, and exits 0 on Ctrl-C."""
+    if not can_hide_typelibs():
+        pytest.skip("hiding the typelib needs a private mount namespace (root)")
+    url, err, rc, opened = run_with_browser_fallback(without_webkit_typelib([str(frozen_app)], tmp_path),
+                                                     _app_env(DISPLAY=display), tmp_path)
+    assert opened == [url], err[-3000:]
+    assert "Namespace WebKit2 not available" in err and "sudo apt-get install gir1.2-webkit2-4.1" in err, err[-3000:]
+    assert "Opening FusionDesk in your web browser instead" in err
+    assert rc == 0 and "Traceback" not in err, err[-3000:]
