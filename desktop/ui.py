@@ -319,18 +319,25 @@ def fresh_path(folder: Path, name: str) -> Path:
 
 
 def translation_choice(label: str, elem_id: str) -> gr.Dropdown:
-    """The target-language choice. Without the translation pack in the bundle it says so plainly and stays off."""
+    """The target-language choice. Without the Languages pack it says so plainly and stays off; the tabs refresh it
+    at each page load (refresh_translation_choice), so a pack installed in Models & settings counts after a reload."""
+    return gr.Dropdown(label=label, elem_id=elem_id, **_translation_choice_state())
+
+
+def refresh_translation_choice() -> gr.Dropdown:
+    return gr.Dropdown(**_translation_choice_state())
+
+
+def _translation_choice_state() -> dict[str, Any]:
     from engine.translate import available_targets
 
     targets = [t for t in available_targets(get_runtime()) if t in TRANSLATION_TARGETS]
     if not targets:
-        return gr.Dropdown([("No translation", NO_TRANSLATION)], value=NO_TRANSLATION, label=label, interactive=False,
-                           info="translation is not installed: it needs the Languages pack "
-                                "(FusionDesk-languages.pack); add it in Models & settings (Packs), then reload the page",
-                           elem_id=elem_id)
-    choices = [("No translation", NO_TRANSLATION)] + [(TRANSLATION_TARGETS[t], t) for t in targets]
-    return gr.Dropdown(choices, value=NO_TRANSLATION, label=label, elem_id=elem_id,
-                       info="shown beside the original (English <-> Portuguese)")
+        return {"choices": [("No translation", NO_TRANSLATION)], "value": NO_TRANSLATION, "interactive": False,
+                "info": "translation is not installed: it needs the Languages pack (FusionDesk-languages.pack); add it "
+                        "in Models & settings (Packs), then reload the page"}
+    return {"choices": [("No translation", NO_TRANSLATION)] + [(TRANSLATION_TARGETS[t], t) for t in targets],
+            "value": NO_TRANSLATION, "interactive": True, "info": "shown beside the original (English <-> Portuguese)"}
 
 
 def translations(texts: list[str], target: str | None) -> list[str | None]:
@@ -1046,6 +1053,7 @@ def _live_tab(app: gr.Blocks) -> None:
             microphone = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone")
             live_language = gr.Dropdown(LANGUAGES, value="en", label="Spoken language")
             live_target = translation_choice("Translate what is heard into", "live-translate")
+            app.load(refresh_translation_choice, None, [live_target], api_visibility="private")
             with gr.Accordion("Record with the system microphone", open=False):
                 choices, mic_status_text = microphone_choices()
                 device = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Device")
@@ -1075,7 +1083,7 @@ def _live_tab(app: gr.Blocks) -> None:
                       api_visibility="private")
 
 
-def _files_tab() -> None:
+def _files_tab(app: gr.Blocks) -> None:
     with gr.Row():
         with gr.Column(scale=2):
             files = gr.File(file_count="multiple", label="Photos, scans, recordings, text files", elem_id="files-input")
@@ -1088,6 +1096,7 @@ def _files_tab() -> None:
                 scene = gr.CheckboxGroup([("Object boxes", "boxes"), ("Person mask", "people")], value=["boxes", "people"],
                                          label="Show on photos", elem_id="files-scene")
                 target = translation_choice("Translate transcripts and text into", "files-translate")
+                app.load(refresh_translation_choice, None, [target], api_visibility="private")
             run = gr.Button("Analyse", variant="primary", elem_id="files-run")
         with gr.Column(scale=3):
             status = gr.Markdown(elem_id="files-status")
@@ -1176,7 +1185,7 @@ def build_app() -> gr.Blocks:
         with gr.Tab("Live"):
             _live_tab(app)
         with gr.Tab("Files"):
-            _files_tab()
+            _files_tab(app)
         for title, build_tab in optional_tabs():
             with gr.Tab(title):
                 build_tab(app)

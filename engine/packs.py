@@ -52,6 +52,7 @@ PACK_COMPRESSLEVEL = 6  # zlib's default
 # Fixed member times: the same bundle always gives the same pack bytes (reproducible builds, comparable hashes).
 MEMBER_TIME = (2020, 1, 1, 0, 0, 0)
 PACK_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+MAX_PACK_JSON_BYTES = 16 << 20  # a real one is a few KB; never read a huge member into memory to find out
 STALE_SECONDS = 3600  # a leftover staging folder this old is from an install that died, not one in progress
 
 
@@ -304,7 +305,11 @@ def _check_pack_json(raw: Any) -> dict[str, Any]:
         raise PackError(PACK_MANIFEST, f"has a malformed model entry ({exc})") from None
     for entry in entries:
         for item in entry.files.values():
-            _safe_member(item.path)
+            try:
+                _safe_member(item.path)
+            except PackError:
+                raise PackError(PACK_MANIFEST, f"lists the file {item.path!r} (model {entry.id}), whose path would "
+                                               "write outside the pack folder: refused") from None
     return {"name": name, "title": str(raw.get("title") or name), "bundle_version": str(raw.get("bundle_version", "")),
             "entries": entries, "raw": raw}
 
@@ -340,6 +345,8 @@ def _pack_meta(archive: zipfile.ZipFile, pack_file: Path) -> dict[str, Any]:
             raise PackError(pack_file, f"holds the member {member!r}, whose path would write outside the pack "
                                        "folder: refused") from None
     try:
+        if archive.getinfo(PACK_MANIFEST).file_size > MAX_PACK_JSON_BYTES:
+            raise PackError(pack_file, f"is not a {APP_NAME} pack (its {PACK_MANIFEST} is far too large)")
         raw = json.loads(archive.read(PACK_MANIFEST).decode("utf-8"))
     except KeyError:
         raise PackError(pack_file, f"is not a {APP_NAME} pack (a zip archive without {PACK_MANIFEST})") from None
