@@ -1,6 +1,6 @@
 """The app's commands: `ui` (the window, or a browser), `devices` and `listen` (the system microphone).
 
-Handlers import gradio, Qt and sounddevice only when they run, so `fusiondesk --help` stays instant.
+Handlers import gradio, the window (pywebview) and sounddevice only when they run, so `fusiondesk --help` stays instant.
 """
 
 from __future__ import annotations

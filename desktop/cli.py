@@ -1,6 +1,6 @@
 """`fusiondesk` command line: every task of the engine, the self-test, and (with no arguments) the app.
 
-The heaviest imports (gradio, Qt, model sessions) happen inside the commands that need them, so
+The heaviest imports (gradio, the window's web view, model sessions) happen inside the commands that need them, so
 `fusiondesk --help` answers quickly; building the parser imports numpy and onnxruntime (for the folder
 mode's task names), about 0.1 s.
 """
