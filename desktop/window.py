@@ -131,7 +131,11 @@ def window_backend() -> str:
     """'gtk', 'qt' or 'native' (pywebview's default for Windows and macOS): FUSIONDESK_WINDOW when set, else
     WebKitGTK on Linux, or Qt if WebKitGTK cannot load and the qt extra is installed."""
     wanted = os.environ.get(BACKEND_ENV, "").strip().lower()
-    if wanted in ("gtk", "qt", "native"):
+    if wanted in ("gtk", "native"):
+        # The system's web view is WebKitGTK on Linux. Never pywebview's own pick there: it could be its Qt
+        # backend without our permission handler, which grants camera and microphone to every page.
+        return "gtk" if sys.platform == "linux" else "native"
+    if wanted == "qt":
         return wanted
     if wanted:
         log.warning("%s=%s is not a window backend (gtk, qt, native): using the default", BACKEND_ENV, wanted)
