@@ -1,8 +1,9 @@
 """The native window on a virtual screen (Xvfb, started here), run from the sources as `fusiondesk` runs it.
 
 - The default Linux window, pywebview's GTK backend on the system's WebKitGTK: it shows the app, grants WebKit's
-  mock camera and microphone to the app's own origin (the Live tab's camera preview gets frames) and refuses them
-  to another origin of the same server, opens the system's folder dialog, and closing it stops the server.
+  mock camera and microphone to the app's own origin (the Live tab's camera preview gets frames, MediaRecorder
+  records the microphone) and refuses them to another origin of the same server, opens the system's folder
+  dialog, and closing it stops the server.
 - With WebKitGTK's typelib hidden (a private mount namespace), the app says what to install, opens the page in
   the default browser (a $BROWSER script that notes the address) and exits 0 when stopped.
 - The opt-in Qt WebEngine window (FUSIONDESK_WINDOW=qt, the `qt` extra): the same origin rule.
@@ -96,6 +97,18 @@ def choose_folder_in_dialog(w):
         wait_for(w, f"{box}.value !== ''")
         out["chosen_folder"] = w.evaluate_js(f"{box}.value")
 
+RECORD = ("window.__rec = 'pending'; navigator.mediaDevices.getUserMedia({audio: true}).then(s => {"
+          " const r = new MediaRecorder(s), parts = []; r.ondataavailable = e => parts.push(e.data);"
+          " r.onstop = () => {s.getTracks().forEach(t => t.stop());"
+          " window.__rec = r.mimeType + ' ' + parts.reduce((n, b) => n + b.size, 0)};"
+          " r.start(); setTimeout(() => r.stop(), 1500)}, e => {window.__rec = 'denied: ' + e.name}); 'asked'")
+
+def record_audio(w):
+    # MediaRecorder on the microphone: WebKitGTK encodes with GStreamer (gstreamer1.0-plugins-bad, -libav).
+    w.evaluate_js(RECORD)
+    wait_for(w, "window.__rec !== 'pending'", 20)
+    return w.evaluate_js("window.__rec")
+
 def webcam_preview(w):
     # The Live tab's own camera: gradio's "Click to Access Webcam" asks for the camera and shows its preview.
     w.evaluate_js("[...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Click to Access Webcam')"
@@ -113,6 +126,7 @@ def shown(w):
     subprocess.run(["import", "-window", "root", shot], check=True)
     out["own_origin"] = ask_media(w)
     if backend == "gtk":
+        out["recorded"] = record_audio(w)
         out["webcam_preview"] = webcam_preview(w)
         choose_folder_in_dialog(w)
     other = f"http://localhost:{urlsplit(out['app_url']).port}"
@@ -193,6 +207,8 @@ def test_window_shows_the_app(window_run, runtime):
 def test_media_only_for_the_apps_own_origin(window_run):
     result, _ = window_run
     assert result["own_origin"] == "granted audio 1 video 1", result["own_origin"]
+    kind, size = result["recorded"].rsplit(" ", 1)  # e.g. "audio/mp4; codecs=mp4a 13318"
+    assert kind.startswith("audio/") and int(size) > 1000, result["recorded"]
     width, height = result["webcam_preview"] or (0, 0)
     assert width > 0 and height > 0, "the Live tab's camera preview got no frames"
     assert result["other_loaded"], "the page did not load from http://localhost:PORT/"
