@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -204,6 +206,61 @@ def add_documents(inputs: dict[str, str], seconds: float) -> None:
     (APP_DIR / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
+# Loads each library named on stdin (one per line) and prints those that do not load: dlopen is the check that
+# a stripped library is still one the loader accepts.
+LOAD_CHECK = """
+import ctypes, sys
+for line in sys.stdin:
+    path = line.rstrip("\\n")
+    try:
+        ctypes.CDLL(path)
+    except OSError:
+        print(path)
+"""
+
+
+def elf_files(folder: Path) -> list[Path]:
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            with open(path, "rb") as handle:
+                if handle.read(4) == b"\x7fELF":
+                    found.append(path)
+    return found
+
+
+def not_loading(paths: list[Path], app_dir: Path) -> set[Path]:
+    env = dict(os.environ, LD_LIBRARY_PATH=str(app_dir / "_internal"))
+    run = subprocess.run([sys.executable, "-c", LOAD_CHECK], input="\n".join(map(str, paths)), env=env,
+                         capture_output=True, text=True, check=True)
+    return {Path(line) for line in run.stdout.splitlines()}
+
+
+def strip_libraries(app_dir: Path = APP_DIR) -> int:
+    """Take the symbol tables off the bundle's libraries: ~45 MB, 17 of them libpython's, which pyenv-style Python
+    builds leave unstripped. PyInstaller's own strip=True strips blindly and breaks the libraries auditwheel
+    rewrote with patchelf ("ELF load command address/offset not page-aligned"), so here every library is loaded
+    again after stripping and put back as it was if it no longer loads. Returns the bytes saved."""
+    if not shutil.which("strip"):
+        print("freeze: no `strip` (binutils): the libraries keep their symbol tables", flush=True)
+        return 0
+    libraries = [p for p in elf_files(app_dir) if ".so" in p.name]
+    loadable = [p for p in libraries if p not in not_loading(libraries, app_dir)]
+    before = {p: p.stat().st_size for p in loadable}
+    with tempfile.TemporaryDirectory(dir=app_dir.parent) as keep:
+        originals = {}
+        for index, path in enumerate(loadable):
+            originals[path] = Path(keep) / str(index)
+            shutil.copy2(path, originals[path])
+            subprocess.run(["strip", "--strip-unneeded", str(path)], check=True, capture_output=True)
+        broken = not_loading(loadable, app_dir)
+        for path in broken:
+            shutil.copy2(originals[path], path)
+    if broken:
+        print(f"freeze: left unstripped (they no longer load stripped): {', '.join(sorted(p.name for p in broken))}")
+    return sum(size - path.stat().st_size for path, size in before.items())
+
+
 def make_archive() -> None:
     partial = ARCHIVE.with_suffix(".part")
     with tarfile.open(partial, "w:gz", compresslevel=6) as archive:
@@ -235,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in pack_files():
         path.unlink(missing_ok=True)  # nor a pack cut from an older bundle
     run_pyinstaller()
+    saved = strip_libraries()
+    print(f"freeze: stripped the libraries' symbol tables: {saved / 1e6:.0f} MB less", flush=True)
     add_documents(inputs, time.monotonic() - started)
     write_packs()
     print(f"freeze: {APP_DIR.relative_to(ROOT)} {folder_bytes(APP_DIR) / 1e6:.0f} MB, built in "
