@@ -5,8 +5,8 @@
     sudo apt-get install ./dist/fusiondesk_*.deb [./dist/fusiondesk-languages_*.deb]
 
 fusiondesk: the onedir app in /opt/fusiondesk, `fusiondesk` on the PATH, an entry in the desktop's app menu with
-the app's icon. Its Depends are the system libraries the bundle links but does not carry (found by asking ldd
-about every library in the bundle and dpkg which package owns each) plus what it loads by name at run time and
+the app's icon. Its Depends are the system libraries the bundle links directly but does not carry (each file's
+NEEDED entries as the loader resolves them, and dpkg's owner of each) plus what it loads by name at run time and
 ldd cannot see: the WebKitGTK web view (GObject introspection), GStreamer's plugins that give the window a
 microphone, PortAudio for the CLI's live capture.
 fusiondesk-languages: the language pack, unpacked where the app looks for packs beside itself
@@ -89,21 +89,32 @@ def elf_files(folder: Path) -> list[Path]:
     return found
 
 
+def needed_names(path: Path) -> set[str]:
+    dynamic = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True).stdout
+    return {line.split("[", 1)[1].split("]", 1)[0] for line in dynamic.splitlines() if "(NEEDED)" in line}
+
+
 def system_libraries(app_dir: Path) -> set[str]:
-    """The libraries outside the bundle that its programs and libraries link (what the loader would find)."""
+    """The libraries outside the bundle that its programs and libraries link directly (NEEDED entries, resolved
+    where the loader would find them; what those link in turn is their packages' own business, as with
+    dpkg-shlibdeps)."""
     internal = app_dir / "_internal"
     env = dict(os.environ, LD_LIBRARY_PATH=str(internal))
     outside: set[str] = set()
     missing: set[str] = set()
     for path in elf_files(app_dir):
+        direct = needed_names(path)
         run = subprocess.run(["ldd", str(path)], capture_output=True, text=True, env=env)
         for line in run.stdout.splitlines():
-            if "=> not found" in line:
-                missing.add(line.split()[0])
-            elif "=>" in line and "/" in line.split("=>", 1)[1]:
-                resolved = line.split("=>", 1)[1].split("(")[0].strip()
-                if not Path(resolved).resolve().is_relative_to(app_dir.resolve()):
-                    outside.add(resolved)
+            name = line.split("=>", 1)[0].strip()
+            if "=>" not in line or name not in direct:
+                continue
+            if "not found" in line:
+                missing.add(name)
+                continue
+            resolved = line.split("=>", 1)[1].split("(")[0].strip()
+            if resolved and not Path(resolved).resolve().is_relative_to(app_dir.resolve()):
+                outside.add(resolved)
     if missing:
         raise SystemExit(f"deb: the bundle links libraries this machine does not have: {', '.join(sorted(missing))}")
     return outside
