@@ -204,6 +204,68 @@ def test_server_answers_and_classifies(frozen_app, photos, tmp_path):
     assert "Traceback" not in stderr, stderr[-3000:]
 
 
+def test_the_ui_uses_only_components_whose_front_end_is_bundled():
+    """The freeze leaves out gradio's front-end code for components the app never shows (build/hooks/
+    gradio_frontend.py): a component added to the UI must be added to its list, or its page would fail to load."""
+    sys.path.insert(0, str(ROOT / "build" / "hooks"))
+    from gradio_frontend import KEPT_COMPONENTS
+
+    from desktop.ui import build_app
+
+    used = {component["type"] for component in build_app().get_config_file()["components"]}
+    assert used <= KEPT_COMPONENTS, f"add to build/hooks/gradio_frontend.py KEPT_COMPONENTS: {used - KEPT_COMPONENTS}"
+
+
+def test_every_tab_of_the_frozen_page_loads_its_code(frozen_app, photos, tmp_path):
+    """The trimmed front end, in Chromium: every tab opened and a photo analysed, with no request for a chunk that
+    is not there and no script error."""
+    from playwright.sync_api import sync_playwright
+
+    from media import CHROMIUM, chromium_flags
+
+    app = subprocess.Popen([str(frozen_app), "ui", "--browser", "--no-open"], env=_app_env(), stdout=subprocess.PIPE,
+                           stderr=open(tmp_path / "stderr.txt", "w"), text=True, start_new_session=True)
+    failed: list[str] = []
+    problems: list[str] = ["the page was never checked"]
+    try:
+        url = _read_address(app)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_flags())
+            page = browser.new_page()
+            # The front end's own files (gradio ends its event streams by aborting them: those are not failures).
+            def front_end(url: str) -> bool:
+                return "/assets/" in url or "/static/" in url
+
+            page.on("requestfailed", lambda request: front_end(request.url) and failed.append(
+                f"{request.url} ({request.failure})"))
+            page.on("response", lambda response: response.status >= 400 and front_end(response.url) and failed.append(
+                f"{response.url} {response.status}"))
+            page.on("pageerror", lambda error: failed.append(f"script error: {error}"))
+            page.goto(url)
+            page.get_by_role("tab", name="Files").wait_for(timeout=60_000)
+            tabs = page.get_by_role("tab").all_inner_texts()
+            assert {"Live", "Files", "Models & settings"} <= {t.strip() for t in tabs}, tabs
+            for name in tabs:
+                page.get_by_role("tab", name=name.strip()).click()
+                page.wait_for_timeout(700)
+            page.get_by_role("tab", name="Files").click()
+            page.locator("#files-input input[type=file]").set_input_files([str(photos["chelsea"])])
+            page.locator("#files-run").click()
+            page.locator("#files-status").get_by_text("files analysed").wait_for(timeout=120_000)
+            page.get_by_text("Use via API", exact=True).first.click()  # the API page has chunks of its own
+            page.wait_for_timeout(2000)
+            problems = list(failed)  # closing the browser aborts the page's open event stream: not a failure
+            browser.close()
+    finally:
+        app.send_signal(signal.SIGINT)
+        try:
+            app.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(app.pid, signal.SIGKILL)
+            app.wait()
+    assert not problems, problems
+
+
 @pytest.fixture
 def display():
     if not (shutil.which("Xvfb") and shutil.which("import")):
