@@ -220,7 +220,9 @@ def warm_up_photo_models() -> None:
         if _warmed_up:  # the page loads again on a reload: the models are already there
             return
         _warmed_up = True
-    threading.Thread(target=warm, name="warm-up", daemon=True).start()
+    # Not a daemon: quitting while it runs must wait for it (a fraction of a second). A daemon thread still creating
+    # an ONNX Runtime session while the interpreter shuts down aborts the process (SIGABRT, seen at Ctrl-C).
+    threading.Thread(target=warm, name="warm-up", daemon=False).start()
 
 
 _warm_up_lock = threading.Lock()
