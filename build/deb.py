@@ -147,11 +147,18 @@ def folder_kib(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) // 1024 + 1
 
 
-def build_deb(staging: Path, out: Path, compression: str) -> None:
+def finish_package(staging: Path, package: str, arch: str, depends: list[str], compression: str,
+                   description: str) -> Path:
+    """Write DEBIAN/control for what is staged and build dist/<package>_<version>_<arch>.deb (atomically)."""
+    (staging / "DEBIAN").mkdir()
+    (staging / "DEBIAN/control").write_text(control(package, arch, depends, folder_kib(staging), description),
+                                            encoding="utf-8")
+    out = DIST / f"{package}_{version()}_{arch}.deb"
     partial = out.with_suffix(".part")
     subprocess.run(["dpkg-deb", "--root-owner-group", f"-Z{compression}", "--build", str(staging), str(partial)],
                    check=True, stdout=subprocess.DEVNULL)
     partial.replace(out)
+    return out
 
 
 def app_package(arch: str, compression: str) -> Path:
@@ -174,17 +181,12 @@ def app_package(arch: str, compression: str) -> Path:
         folder.mkdir(parents=True)
         icon.resize((size, size), Image.LANCZOS).save(folder / "fusiondesk.png")
     depends = sorted(owning_packages(system_libraries(APP_DIR)) | set(RUNTIME_DEPENDS))
-    (staging / "DEBIAN").mkdir()
-    (staging / "DEBIAN/control").write_text(control(
-        PACKAGE, arch, depends, folder_kib(staging),
-        "offline multimodal AI for your own photos, scans, recordings, camera and microphone\n"
-        " FusionDesk classifies what it sees, transcribes what it hears, reads text in images, searches a\n"
-        " folder by meaning and processes an archive in one go, all on this computer: no account, no network.\n"
-        " English speech, image, OCR, text and scene models are included; other languages and translation\n"
-        " are in the optional package fusiondesk-languages."), encoding="utf-8")
-    out = DIST / f"{PACKAGE}_{version()}_{arch}.deb"
-    build_deb(staging, out, compression)
-    return out
+    return finish_package(staging, PACKAGE, arch, depends, compression,
+                          "offline multimodal AI for your own photos, scans, recordings, camera and microphone\n"
+                          " FusionDesk classifies what it sees, transcribes what it hears, reads text in images, searches a\n"
+                          " folder by meaning and processes an archive in one go, all on this computer: no account, no\n"
+                          " network. English speech, image, OCR, text and scene models are included; other languages and\n"
+                          " translation are in the optional package fusiondesk-languages.")
 
 
 def language_package(compression: str) -> Path:
@@ -199,15 +201,10 @@ def language_package(compression: str) -> Path:
     core = json.loads((APP_DIR / "_internal" / "assets" / "models" / "manifest.json").read_text(encoding="utf-8"))
     packs.install_pack(PACK_FILE, str(core.get("bundle_version", "")), packs_dir=packs_dir)
     readable_by_everyone(packs_dir)  # installs go through a private staging folder (0700): every user reads these
-    (staging / "DEBIAN").mkdir()
-    (staging / "DEBIAN/control").write_text(control(
-        LANGUAGE_PACKAGE, "all", [f"{PACKAGE} (= {version()})"], folder_kib(staging),
-        "FusionDesk language pack: speech in other languages and translation\n"
-        " Whisper base (multilingual speech recognition) and the English-Portuguese translation models\n"
-        " for FusionDesk, installed beside the app in /opt/fusiondesk/packs."), encoding="utf-8")
-    out = DIST / f"{LANGUAGE_PACKAGE}_{version()}_all.deb"
-    build_deb(staging, out, compression)
-    return out
+    return finish_package(staging, LANGUAGE_PACKAGE, "all", [f"{PACKAGE} (= {version()})"], compression,
+                          "FusionDesk language pack: speech in other languages and translation\n"
+                          " Whisper base (multilingual speech recognition) and the English-Portuguese translation models\n"
+                          " for FusionDesk, installed beside the app in /opt/fusiondesk/packs.")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,20 +8,18 @@ installs only what it built, and purges both packages at the end.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, speak
-from test_frozen import _app_env, display, frozen_app, offline  # noqa: F401  (fixtures shared with the frozen tests)
+from test_frozen import _app_env, _window_record, display, frozen_app, offline  # noqa: F401  (fixtures shared with the frozen tests)
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or not shutil.which("dpkg-deb") or not shutil.which("apt-get") or os.geteuid() != 0,
@@ -95,12 +93,7 @@ def test_installed_app_and_menu_entry(installed, display, tmp_path):  # noqa: F8
     app = subprocess.Popen(shlex.split(entry["Exec"]), env=_app_env(DISPLAY=display, FUSIONDESK_STARTUP_PROBE=str(marker)),
                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "stderr.txt", "w"), start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
-        while not marker.exists() and app.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert marker.exists(), (tmp_path / "stderr.txt").read_text()[-3000:]
-        shown = json.loads(marker.read_text().splitlines()[0])
-        assert shown["ui_ready"] and shown["title"] == "FusionDesk", shown
+        _window_record(app, marker, tmp_path / "stderr.txt")
         Path(str(marker) + ".close").touch()
         app.wait(timeout=60)
     finally:

@@ -179,6 +179,27 @@ def _read_address(process: subprocess.Popen, seconds: float = 120) -> str:
     return found[0]
 
 
+def _stop(app: subprocess.Popen) -> None:
+    """Ctrl-C, as a person in a terminal would; killed (with its children) only if it does not stop."""
+    app.send_signal(signal.SIGINT)
+    try:
+        app.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(app.pid, signal.SIGKILL)
+        app.wait()
+
+
+def _window_record(app: subprocess.Popen, marker: Path, stderr: Path, seconds: float = 180) -> dict:
+    """The start-up probe's line (desktop/frozen_main.py) once the window shows the app."""
+    deadline = time.monotonic() + seconds
+    while not marker.exists() and app.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), f"the window never showed the app (rc {app.poll()}):\n{stderr.read_text()[-3000:]}"
+    shown = json.loads(marker.read_text().splitlines()[0])
+    assert shown["ui_ready"] and shown["title"] == "FusionDesk", shown
+    return shown
+
+
 def test_server_answers_and_classifies(frozen_app, photos, tmp_path):
     from gradio_client import Client, handle_file
 
@@ -193,12 +214,7 @@ def test_server_answers_and_classifies(frozen_app, photos, tmp_path):
                              api_name="/classify")
         assert got[0]["labels"][0]["label"] == "a cat", got
     finally:
-        app.send_signal(signal.SIGINT)
-        try:
-            app.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(app.pid, signal.SIGKILL)
-            app.wait()
+        _stop(app)
     stderr = (tmp_path / "stderr.txt").read_text()
     assert app.returncode == 0, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[-3000:]
@@ -257,12 +273,7 @@ def test_every_tab_of_the_frozen_page_loads_its_code(frozen_app, photos, tmp_pat
             problems = list(failed)  # closing the browser aborts the page's open event stream: not a failure
             browser.close()
     finally:
-        app.send_signal(signal.SIGINT)
-        try:
-            app.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(app.pid, signal.SIGKILL)
-            app.wait()
+        _stop(app)
     assert not problems, problems
 
 
@@ -292,13 +303,7 @@ def test_window_shows_the_app(frozen_app, display, runtime, tmp_path):
                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "stderr.txt", "w"),
                            start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
-        while not marker.exists() and app.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert marker.exists(), f"the window never showed the app (rc {app.poll()}):\n" \
-                                f"{(tmp_path / 'stderr.txt').read_text()[-3000:]}"
-        shown = json.loads(marker.read_text().splitlines()[0])
-        assert shown["ui_ready"] and shown["title"] == "FusionDesk", shown
+        shown = _window_record(app, marker, tmp_path / "stderr.txt")
         assert shown["backend"] == "gtk", shown
         media = shown["media"]
         assert media["own_origin"] == {"result": "granted", "audio": 1, "video": 1}, media
