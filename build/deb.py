@@ -25,11 +25,14 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "build")]
 
-DIST = ROOT / "dist"
-APP_DIR = DIST / "FusionDesk"
-PACK_FILE = DIST / "FusionDesk-languages.pack"
+import freeze  # noqa: E402  (what the freeze wrote, and where)
+from engine.fileio import link_or_copy  # noqa: E402
+from engine.packs import PACKS, install_pack  # noqa: E402
+
+DIST, APP_DIR = freeze.DIST, freeze.APP_DIR
+PACK_FILE = DIST / PACKS["languages"].file_name
 STAGING = ROOT / "build" / "work" / "deb"
 INSTALL_DIR = Path("/opt/fusiondesk")
 PACKAGE = "fusiondesk"
@@ -62,31 +65,9 @@ def architecture() -> str:
     return subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def link_or_copy_tree(source: Path, target: Path) -> None:
-    """Hard links where the file system allows (the bundle is ~300 MB; the staging folder is only read by
-    dpkg-deb), copies elsewhere."""
-    def link(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
-    shutil.copytree(source, target, symlinks=True, copy_function=link)
-
-
 def readable_by_everyone(folder: Path) -> None:
     for path in [folder, *folder.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-
-
-def elf_files(folder: Path) -> list[Path]:
-    found = []
-    for path in folder.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            with open(path, "rb") as handle:
-                if handle.read(4) == b"\x7fELF":
-                    found.append(path)
-    return found
 
 
 def needed_names(path: Path) -> set[str]:
@@ -102,7 +83,7 @@ def system_libraries(app_dir: Path) -> set[str]:
     env = dict(os.environ, LD_LIBRARY_PATH=str(internal))
     outside: set[str] = set()
     missing: set[str] = set()
-    for path in elf_files(app_dir):
+    for path in freeze.elf_files(app_dir):
         direct = needed_names(path)
         run = subprocess.run(["ldd", str(path)], capture_output=True, text=True, env=env)
         for line in run.stdout.splitlines():
@@ -166,7 +147,8 @@ def app_package(arch: str, compression: str) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     opt = staging / INSTALL_DIR.relative_to("/")
     opt.parent.mkdir(parents=True)
-    link_or_copy_tree(APP_DIR, opt)
+    # Hard links where possible: the app is ~350 MB and dpkg-deb only reads the staging folder.
+    shutil.copytree(APP_DIR, opt, symlinks=True, copy_function=link_or_copy)
     exe = INSTALL_DIR / "FusionDesk"
     (staging / "usr/bin").mkdir(parents=True)
     (staging / "usr/bin/fusiondesk").symlink_to(exe)
@@ -190,8 +172,6 @@ def app_package(arch: str, compression: str) -> Path:
 
 
 def language_package(compression: str) -> Path:
-    from engine import packs
-
     staging = STAGING / LANGUAGE_PACKAGE
     shutil.rmtree(staging, ignore_errors=True)
     packs_dir = staging / INSTALL_DIR.relative_to("/") / "packs"
@@ -199,7 +179,7 @@ def language_package(compression: str) -> Path:
     # Verified and unpacked exactly as `fusiondesk packs install` does, but into the app's own packs/ folder, and
     # only if it is the pack for the bundle the app package carries.
     core = json.loads((APP_DIR / "_internal" / "assets" / "models" / "manifest.json").read_text(encoding="utf-8"))
-    packs.install_pack(PACK_FILE, str(core.get("bundle_version", "")), packs_dir=packs_dir)
+    install_pack(PACK_FILE, str(core.get("bundle_version", "")), packs_dir=packs_dir)
     readable_by_everyone(packs_dir)  # installs go through a private staging folder (0700): every user reads these
     return finish_package(staging, LANGUAGE_PACKAGE, "all", [f"{PACKAGE} (= {version()})"], compression,
                           "FusionDesk language pack: speech in other languages and translation\n"

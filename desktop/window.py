@@ -208,10 +208,11 @@ def warm_up_photo_models() -> None:
     in a tenth of the time. Only an optimisation: a failure is logged and the first real request loads the models."""
     def warm() -> None:
         try:
-            from engine.manifest import ModelBundle
+            from engine.runtime import get_runtime
             from engine.tasks import classify_files
 
-            classify_files([ModelBundle().path("samples", "photo")], labels=[], top_k=1)
+            runtime = get_runtime()  # the app's own: its bundle is read and its sessions kept, nothing twice
+            classify_files([runtime.bundle.path("samples", "photo")], labels=[], top_k=1, runtime=runtime)
         except Exception:
             log.debug("warming up the photo models failed", exc_info=True)
 

@@ -57,6 +57,15 @@ def atomic_write_text(path: Path | str, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def link_or_copy(source: Path | str, target: Path | str) -> None:
+    """A hard link where the file system allows (a copy of hundreds of MB of model files for nothing otherwise),
+    a copy with its times where it does not (another file system, or one without hard links)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
 # ------------------------------------------------------------------------------------- writes that fail
 
 FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}

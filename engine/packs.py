@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
 from .errors import ModelBundleError, PackError
-from .fileio import atomic_write_text, free_space, storage_error
+from .fileio import atomic_write_text, free_space, link_or_copy, storage_error
 from .manifest import MANIFEST_NAME, ModelEntry, ModelFile
 
 log = logging.getLogger(__name__)
@@ -266,10 +266,7 @@ def split_bundle(src_bundle_dir: Path | str, core_dir: Path | str, pack_file: Pa
             target = core / _safe_member(item["path"])
             target.parent.mkdir(parents=True, exist_ok=True)
             target.unlink(missing_ok=True)
-            try:
-                os.link(src / item["path"], target)
-            except OSError:  # another file system, or one without hard links
-                shutil.copy2(src / item["path"], target)
+            link_or_copy(src / item["path"], target)
     manifest_path = atomic_write_text(core / MANIFEST_NAME, json.dumps(core_raw, indent=2) + "\n")
     return manifest_path, write_pack(src, pack_file, name)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, speak
-from test_frozen import _app_env, _window_record, display, frozen_app, offline  # noqa: F401  (fixtures shared with the frozen tests)
+from test_frozen import _app_env, _closed_like_a_person, _window_record, display, frozen_app, offline  # noqa: F401  (fixtures shared with the frozen tests)
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or not shutil.which("dpkg-deb") or not shutil.which("apt-get") or os.geteuid() != 0,
@@ -92,15 +91,8 @@ def test_installed_app_and_menu_entry(installed, display, tmp_path):  # noqa: F8
     marker = tmp_path / "shown.jsonl"
     app = subprocess.Popen(shlex.split(entry["Exec"]), env=_app_env(DISPLAY=display, FUSIONDESK_STARTUP_PROBE=str(marker)),
                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "stderr.txt", "w"), start_new_session=True)
-    try:
+    with _closed_like_a_person(app, marker, tmp_path / "stderr.txt"):
         _window_record(app, marker, tmp_path / "stderr.txt")
-        Path(str(marker) + ".close").touch()
-        app.wait(timeout=60)
-    finally:
-        if app.poll() is None:
-            os.killpg(app.pid, signal.SIGKILL)
-            app.wait()
-    assert app.returncode == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
 
 
 def test_selftest_from_opt_offline(installed, offline):  # noqa: F811

@@ -13,6 +13,7 @@ FUSIONDESK_FROZEN_ACCEPT_STALE=1 tests whatever dist/FusionDesk holds (quick loc
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -200,6 +201,28 @@ def _window_record(app: subprocess.Popen, marker: Path, stderr: Path, seconds: f
     return shown
 
 
+@contextlib.contextmanager
+def _closed_like_a_person(app: subprocess.Popen, marker: Path, stderr: Path):
+    """Around a test of a running window: at the end, close it as a person would (the probe closes it when
+    `<marker>.close` appears) and expect exit 0; when the test fails first, or it does not end, kill it."""
+    def kill() -> None:
+        if app.poll() is None:
+            os.killpg(app.pid, signal.SIGKILL)
+            app.wait()
+
+    try:
+        yield
+    except BaseException:
+        kill()
+        raise
+    Path(str(marker) + ".close").touch()
+    try:
+        app.wait(timeout=60)
+    finally:
+        kill()
+    assert app.returncode == 0, stderr.read_text()[-3000:]
+
+
 def test_server_answers_and_classifies(frozen_app, photos, tmp_path):
     from gradio_client import Client, handle_file
 
@@ -302,7 +325,7 @@ def test_window_shows_the_app(frozen_app, display, runtime, tmp_path):
                                                            FUSIONDESK_PROBE_MEDIA="1", FUSIONDESK_MOCK_CAPTURE="1"),
                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "stderr.txt", "w"),
                            start_new_session=True)
-    try:
+    with _closed_like_a_person(app, marker, tmp_path / "stderr.txt"):
         shown = _window_record(app, marker, tmp_path / "stderr.txt")
         assert shown["backend"] == "gtk", shown
         media = shown["media"]
@@ -312,13 +335,6 @@ def test_window_shows_the_app(frozen_app, display, runtime, tmp_path):
         print(f"window showed the UI {shown['shown'] - started:.1f} s after launch")
         time.sleep(0.5)  # let the compositor paint the last frame
         subprocess.run(["import", "-display", display, "-window", "root", str(shot)], check=True, timeout=30)
-        Path(str(marker) + ".close").touch()
-        app.wait(timeout=60)
-    finally:
-        if app.poll() is None:
-            os.killpg(app.pid, signal.SIGKILL)
-            app.wait()
-    assert app.returncode == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
     words = read_text(Image.open(shot).convert("RGB"), runtime=runtime).text
     # The page's own words: its title, or the line under it (the OCR now and then misses the title's large type)
     assert "FusionDesk" in words or "nothing leaves it" in words, f"the app is not on screen; read: {words[:500]}"
