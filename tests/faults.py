@@ -274,8 +274,8 @@ def kill_loop(argv: list[str], env: dict[str, str], kills: int, rng: np.random.G
     0.8 x `startup` seconds (the schema, the walk, the models loading). The others wait until a random number of
     further files is done (`done()`: files finished so far, as the disk shows it), up to an even share of what
     is left counting the last, uninterrupted run as one more share (so a kill never waits for the end), then
-    a random 0-0.4 s more: inside the next batch's work or its write. after_kill(kill number)
-    checks what the kill left and returns the files done."""
+    a random 0-0.4 s more, cut short once one more batch is done: inside the next batch's work or its write.
+    after_kill(kill number) checks what the kill left and returns the files done."""
     log = KillLog()
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fusiondesk-kills-") as scratch:
@@ -294,7 +294,7 @@ def kill_loop(argv: list[str], env: dict[str, str], kills: int, rng: np.random.G
             out, err = Path(scratch) / f"{log.runs}.out", Path(scratch) / f"{log.runs}.err"
             with open(out, "w") as stdout, open(err, "w") as stderr:
                 proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
-                killed = plan is not None and _kill_when(proc, plan, before, done, poll, timeout)
+                killed = plan is not None and _kill_when(proc, plan, before, done, batch, poll, timeout)
                 if killed:
                     log.kills += 1
                     kind, rows, extra = plan
@@ -315,7 +315,7 @@ def kill_loop(argv: list[str], env: dict[str, str], kills: int, rng: np.random.G
 
 
 def _kill_when(proc: subprocess.Popen, plan: tuple[str, int, float], before: int, done: Callable[[], int],
-               poll: float, timeout: float) -> bool:
+               batch: int, poll: float, timeout: float) -> bool:
     """SIGKILL `proc` as planned; False when it finished first."""
     kind, rows, extra = plan
     deadline = time.monotonic() + timeout
@@ -324,13 +324,18 @@ def _kill_when(proc: subprocess.Popen, plan: tuple[str, int, float], before: int
             if time.monotonic() > deadline:
                 break
             time.sleep(poll)
-    try:
-        proc.wait(timeout=extra)
+    # The extra wait ends early once one more batch is on disk: on a fast machine 0.4 s can be the whole rest of
+    # the run, and a kill after the last row tests nothing (and leaves the next run nothing to be killed in).
+    extra_deadline = time.monotonic() + extra
+    while proc.poll() is None and time.monotonic() < extra_deadline:
+        if kind == "row" and done() >= before + rows + batch:
+            break
+        time.sleep(min(poll, max(0.0, extra_deadline - time.monotonic())))
+    if proc.poll() is not None:
         return False  # finished before the kill
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)  # no cleanup, no flush, no atexit: a crash or `kill -9`
-        proc.wait()
-        return True
+    proc.send_signal(signal.SIGKILL)  # no cleanup, no flush, no atexit: a crash or `kill -9`
+    proc.wait()
+    return True
 
 
 def committed_rows(db: Path) -> int:
