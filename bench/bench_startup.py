@@ -157,12 +157,12 @@ def read_address(process: subprocess.Popen, found: list) -> None:
             found.append(line.split(" at ", 1)[1].split()[0])
 
 
-def one_start(display: str, folder: Path, run: int) -> dict:
+def one_start(display: str, folder: Path, run: int, exe: Path = EXE) -> dict:
     from gradio_client import Client, handle_file
 
-    marker = folder / f"shown-{run}.jsonl"
+    marker = folder / f"shown-{run}-{exe.parent.name}.jsonl"
     launched = time.time()
-    app = subprocess.Popen([str(EXE)], env=app_env(DISPLAY=display, FUSIONDESK_STARTUP_PROBE=str(marker)),
+    app = subprocess.Popen([str(exe)], env=app_env(DISPLAY=display, FUSIONDESK_STARTUP_PROBE=str(marker)),
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     address: list[str] = []
     threading.Thread(target=read_address, args=(app, address), daemon=True).start()
@@ -252,10 +252,25 @@ def report(size: dict, memory: dict, starts: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def baseline_report(folder: Path, starts: list[dict], baseline: list[dict]) -> str:
+    def median(runs: list[dict], key: str) -> float:
+        return statistics.median(run[key] for run in runs)
+
+    lines = [f"\nThe same run, alternating with {folder} ({len(baseline)} starts each):\n",
+             "| measure, median | dist/FusionDesk | baseline | baseline / this |", "|---|---|---|---|"]
+    for key, name in (("startup_s", "start-up to the window showing the UI"), ("first_result_s", "first result")):
+        this, other = median(starts, key), median(baseline, key)
+        lines.append(f"| {name} | {this:.2f} s | {other:.2f} s | {other / this:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="window start-ups to time (default 3)")
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="another build's folder (with its FusionDesk executable), started alternately with "
+                             "dist/FusionDesk in the same run: start-up and first result of both, and their ratio")
     args = parser.parse_args()
     if not EXE.is_file():
         raise SystemExit("no dist/FusionDesk: build it first with .venv/bin/python build/freeze.py")
@@ -265,11 +280,17 @@ def main() -> int:
     xvfb, display = start_xvfb()
     try:
         with tempfile.TemporaryDirectory() as folder:
-            starts = [one_start(display, Path(folder), run) for run in range(args.runs)]
+            starts, baseline = [], []
+            for run in range(args.runs):  # alternating, so both builds meet the same moments of a busy machine
+                starts.append(one_start(display, Path(folder), run))
+                if args.baseline:
+                    baseline.append(one_start(display, Path(folder), run, args.baseline / EXE.name))
     finally:
         xvfb.terminate()
         xvfb.wait(timeout=10)
     text = report(size, memory, starts)
+    if baseline:
+        text += baseline_report(args.baseline, starts, baseline)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from desktop import gradio_import  # noqa: E402
+
+gradio_import.install()  # before gradio's first import: skips its type-stub regeneration (2 s of every start)
+
 import csv  # noqa: E402
 import functools  # noqa: E402
 import html  # noqa: E402
