@@ -1196,39 +1196,7 @@ def build_app() -> gr.Blocks:
         with gr.Tab("Models & settings"):
             _models_tab(app)
         _api_endpoints()
-        app.load(warm_up_photo_models, None, None, queue=False, show_progress="hidden", api_visibility="private")
     return app
-
-
-def warm_up_photo_models() -> None:
-    """Load what a first photo needs (the classifier, its fast cascade, the session set-up) by classifying the
-    bundle's own sample photo once, in the background: the person's first photo then answers in a tenth of the
-    time. Only an optimisation: a failure is logged and the first real request loads the models.
-
-    build_app runs it from the page's load event, which the page sends once its scripts have drawn the tabs: started
-    any earlier (at pywebview's "loaded", the document in), it took the CPU from drawing them (window start 0.25 s
-    slower on 2 cores, measured; at once with the server, 0.3 s)."""
-    def warm() -> None:
-        try:
-            from engine.tasks import classify_files
-
-            runtime = get_runtime()  # the app's own: its bundle is read and its sessions kept, nothing twice
-            classify_files([runtime.bundle.path("samples", "photo")], labels=[], top_k=1, runtime=runtime)
-        except Exception:
-            log.debug("warming up the photo models failed", exc_info=True)
-
-    global _warmed_up
-    with _warm_up_lock:
-        if _warmed_up:  # the page loads again on a reload: the models are already there
-            return
-        _warmed_up = True
-    # Not a daemon: quitting while it runs must wait for it (a fraction of a second). A daemon thread still creating
-    # an ONNX Runtime session while the interpreter shuts down aborts the process (SIGABRT, seen at Ctrl-C).
-    threading.Thread(target=warm, name="warm-up", daemon=False).start()
-
-
-_warm_up_lock = threading.Lock()
-_warmed_up = False
 
 
 def free_port() -> int:
