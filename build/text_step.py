@@ -27,10 +27,14 @@ MEAN_COSINE = 0.99
 FP32_COSINE = 0.9999
 OPSET = 17
 
-# Recipe name -> substrings of MatMul node names kept in fp32 (the rest is int8).
+# Recipe name -> substrings of MatMul node names kept in fp32 (the rest is int8). ONNX Runtime's int8 kernels round
+# differently from CPU to CPU: on one 2-core EPYC keep-ffn-in reached min cosine 0.982, on another 0.972, where the
+# whole of keep-ffn (+13 MB) was the next to pass. Layer 0's FFN output is where the rest of the loss is: keeping it
+# too gave 0.985 there (35 MB against keep-ffn's 47).
 RECIPES: dict[str, tuple[str, ...]] = {
     "int8-all": (),
     "int8-keep-ffn-in": ("/intermediate/dense/",),
+    "int8-keep-ffn-in-first-out": ("/intermediate/dense/", "/layer.0/output/dense/"),
     "int8-keep-ffn": ("/intermediate/dense/", "/output/dense/"),
 }
 
