@@ -33,6 +33,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from desktop.frozen_main import read_probe  # noqa: E402  (the window's start-up probe, as the app writes it)
+
 APP_DIR = ROOT / "dist" / "FusionDesk"
 EXE = APP_DIR / "FusionDesk"
 ARCHIVE = ROOT / "dist" / "FusionDesk.tar.gz"
@@ -171,14 +174,10 @@ def one_start(display: str, folder: Path, run: int, exe: Path = EXE, photo_after
     sampler.start()
     try:
         deadline = time.monotonic() + 180
-        def reported() -> bool:  # the probe's whole line, not a file it has only just created
-            return marker.exists() and marker.read_text().endswith("\n")
-
-        while not reported() and app.poll() is None and time.monotonic() < deadline:
+        while (shown := read_probe(marker)) is None and app.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        if not reported():
+        if shown is None:
             raise SystemExit(f"run {run}: the window never showed the app (rc {app.poll()})")
-        shown = json.loads(marker.read_text().splitlines()[0])
         client = Client(address[0], analytics_enabled=False, verbose=False)
         time.sleep(max(0.0, shown["shown"] + photo_after - time.time()))
         asked = time.monotonic()

@@ -245,7 +245,8 @@ def strip_libraries(app_dir: Path = APP_DIR) -> int:
         print("freeze: no `strip` (binutils): the libraries keep their symbol tables", flush=True)
         return 0
     libraries = [p for p in elf_files(app_dir) if ".so" in p.name]
-    loadable = [p for p in libraries if p not in not_loading(libraries, app_dir)]
+    failing_before = not_loading(libraries, app_dir)  # one loader run for all of them
+    loadable = [p for p in libraries if p not in failing_before]
     before = {p: p.stat().st_size for p in loadable}
     with tempfile.TemporaryDirectory(dir=app_dir.parent) as keep:
         originals = {}

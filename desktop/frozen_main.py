@@ -36,6 +36,19 @@ ASK_MEDIA_JS = ("window.__fdMedia = 'pending'; navigator.mediaDevices.getUserMed
                 "e => {window.__fdMedia = {result: 'denied', error: e.name}}); 'asked'")
 
 
+def read_probe(marker) -> dict | None:
+    """The probe's record (see module doc) once its whole line is in the file; None before (the file may exist
+    and still be empty or half-written)."""
+    import json
+    from pathlib import Path
+
+    try:
+        text = Path(marker).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return json.loads(text.split("\n", 1)[0]) if "\n" in text else None
+
+
 def _log_stream():
     from pathlib import Path
 

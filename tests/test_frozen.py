@@ -192,11 +192,12 @@ def _stop(app: subprocess.Popen) -> None:
 
 def _window_record(app: subprocess.Popen, marker: Path, stderr: Path, seconds: float = 180) -> dict:
     """The start-up probe's line (desktop/frozen_main.py) once the window shows the app."""
+    from desktop.frozen_main import read_probe
+
     deadline = time.monotonic() + seconds
-    while not marker.exists() and app.poll() is None and time.monotonic() < deadline:
+    while (shown := read_probe(marker)) is None and app.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert marker.exists(), f"the window never showed the app (rc {app.poll()}):\n{stderr.read_text()[-3000:]}"
-    shown = json.loads(marker.read_text().splitlines()[0])
+    assert shown is not None, f"the window never showed the app (rc {app.poll()}):\n{stderr.read_text()[-3000:]}"
     assert shown["ui_ready"] and shown["title"] == "FusionDesk", shown
     return shown
 
