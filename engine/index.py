@@ -180,7 +180,8 @@ class FolderIndex:
         # (vectors, relative paths, modalities, the items table's ids in ascending order, the model bundle that made
         # each vector) of the items with a vector
         self._matrix: tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._matrix_version: int | None = None  # PRAGMA data_version when the matrix was loaded
+        self._matrix_version: tuple[int, int] | None = None  # _version() when the matrix was loaded
+        self._word_files: tuple[tuple[int, int], int] | None = None  # (_version(), files with words)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -316,7 +317,6 @@ class FolderIndex:
         with self._transaction() as con:
             for (entry, perceived), vector, digest in zip(batch, vectors, digests):
                 self._store(con, entry, digest, perceived, vector, space)
-        self._matrix = None
 
     def missing(self, entries: list[FileEntry], space: str) -> list[FileEntry]:
         """The entries the index does not hold as they are now (absent, changed, or from another bundle)."""
@@ -422,7 +422,7 @@ class FolderIndex:
 
     def _loaded(self) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray]:
         with self._lock:
-            version = self._con.execute("PRAGMA data_version").fetchone()[0]
+            version = self._version()
             if version != self._matrix_version:
                 self._matrix, self._matrix_version = None, version
             if self._matrix is None:
@@ -437,6 +437,12 @@ class FolderIndex:
                                 np.array([row[3] for row in rows], dtype=np.int64),
                                 np.array([row[4] for row in rows], dtype=str))
             return self._matrix
+
+    def _version(self) -> tuple[int, int]:
+        """Changes whenever the index's rows may have: another connection committed (PRAGMA data_version, which
+        never counts this connection's own writes) or this one wrote (total_changes). What is loaded or counted
+        once is kept until then."""
+        return self._con.execute("PRAGMA data_version").fetchone()[0], self._con.total_changes
 
     def search_vector(self, vector: np.ndarray, top: int = 10, modality: str | None = None,
                       exclude: set[str] = frozenset(), words: str | None = None, space: str | None = None) -> list[Hit]:
@@ -488,7 +494,11 @@ class FolderIndex:
         if not terms:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         with self._lock:
-            files = self._con.execute("SELECT COUNT(*) FROM items_words").fetchone()[0]
+            version = self._version()
+            if self._word_files is None or self._word_files[0] != version:
+                # Counting an FTS5 table reads all of it: 19 ms of a 27 ms keyword lookup at 100,000 files.
+                self._word_files = (version, self._con.execute("SELECT COUNT(*) FROM items_words").fetchone()[0])
+            files = self._word_files[1]
             holders = [np.fromiter((row[0] for row in self._con.execute(
                 "SELECT rowid FROM items_words WHERE items_words MATCH ?", (f'"{term}"',))), dtype=np.int64)
                 for term in terms]

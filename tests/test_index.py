@@ -171,6 +171,22 @@ def test_incremental_update_change_rename_copy_delete(folder, runtime, tmp_path)
     assert (work / ({"invoice_scan.png", "invoice_copy.png"} - set(ranked)).pop()).as_posix() in page
 
 
+def test_a_search_after_an_update_that_only_deletes_leaves_the_file_out(folder, runtime, tmp_path):
+    """The app keeps one index open: searches, a file deleted from the folder, the index brought up to date with
+    nothing to encode, then searched again. The rows loaded for the first search must not be reused."""
+    work = tmp_path / "copy"
+    shutil.copytree(folder, work)
+    with FolderIndex(work) as index:
+        assert index.update(runtime).added == 4
+        assert "recipe.txt" in [h.rel for h in index.search_vector(_query("baking a cake", runtime), 10, words="cake")]
+        (work / "recipe.txt").unlink()
+        summary = index.update(runtime)
+        assert (summary.deleted, summary.added, summary.changed) == (1, 0, 0)
+        hits = index.search_vector(_query("baking a cake", runtime), 10, words="cake")
+        assert len(hits) == 3 and "recipe.txt" not in [h.rel for h in hits]
+        assert index.keyword_scores("cake") == {}
+
+
 def test_an_index_from_another_bundle_is_detected_and_rebuilt(folder, runtime, tmp_path, monkeypatch):
     """Vectors another model bundle made live in another space: a search never ranks them against this bundle's
     query (nor uses one as a "like" file's vector), says how many were left out and how to encode them again, and
