@@ -38,7 +38,7 @@ from desktop.frozen_main import read_probe  # noqa: E402  (the window's start-up
 
 APP_DIR = ROOT / "dist" / "FusionDesk"
 EXE = APP_DIR / "FusionDesk"
-ARCHIVE = ROOT / "dist" / "FusionDesk.tar.gz"
+ARCHIVE = ROOT / "dist" / "FusionDesk.tar.zst"
 PACK = ROOT / "dist" / "FusionDesk-languages.pack"
 PHOTO = APP_DIR / "_internal" / "assets" / "models" / "samples" / "photo.jpg"
 # Issue 16's budgets: the core app (the language pack is a separate download).

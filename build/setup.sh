@@ -25,7 +25,7 @@ APP_PACKAGES=(libportaudio2 espeak-ng sox fonts-dejavu-core
 command -v npm >/dev/null || APP_PACKAGES+=(npm)
 # Tests also need a virtual screen, screenshots, a headless browser and `unshare` for the offline checks, and
 # the libraries Qt's xcb plugin needs: the tests also open the opt-in Qt window (the `qt` extra).
-TEST_PACKAGES=(xvfb x11-apps imagemagick chromium util-linux iproute2
+TEST_PACKAGES=(xvfb x11-apps imagemagick chromium util-linux iproute2 zstd
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxkbcommon-x11-0 libxcb-xinerama0
   libxcb-shape0 libxcb-xkb1 libegl1 libgl1 libnss3 libxcomposite1 libxdamage1 libxrandr2 libxtst6 libxkbfile1 libasound2)
 

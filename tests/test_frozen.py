@@ -61,6 +61,35 @@ def frozen_app() -> Path:
     return EXE
 
 
+def test_the_archive_unpacks_to_the_app_folder_as_it_was(tmp_path, monkeypatch):
+    """build/freeze.py's download archive (tar + zstd) on a small folder: `tar xf` gives back every file, its bytes
+    and its executable bit, owned by nobody in particular; without zstd the freeze says what to install."""
+    freeze = _freeze_module()
+    app = tmp_path / freeze.APP_NAME
+    (app / "_internal" / "assets").mkdir(parents=True)
+    (app / freeze.APP_NAME).write_bytes(os.urandom(100_000))
+    (app / freeze.APP_NAME).chmod(0o755)
+    (app / "_internal" / "assets" / "notes.txt").write_text("the models' licences\n" * 500, encoding="utf-8")
+    monkeypatch.setattr(freeze, "DIST", tmp_path)
+    monkeypatch.setattr(freeze, "ARCHIVE", tmp_path / "FusionDesk.tar.zst")
+    freeze.make_archive()
+    assert not (tmp_path / "FusionDesk.tar.part").exists()
+    out = tmp_path / "unpacked"
+    out.mkdir()
+    subprocess.run(["tar", "-C", str(out), "-xf", str(freeze.ARCHIVE)], check=True)
+    for original in [p for p in app.rglob("*") if p.is_file()]:
+        copy = out / original.relative_to(tmp_path)
+        assert copy.read_bytes() == original.read_bytes()
+        assert copy.stat().st_mode == original.stat().st_mode
+    listing = subprocess.run(["tar", "-tvf", str(freeze.ARCHIVE), "--numeric-owner"], capture_output=True, text=True,
+                             check=True).stdout
+    assert all(line.split()[1] == "0/0" for line in listing.splitlines()), listing
+
+    monkeypatch.setattr(freeze.shutil, "which", lambda name: None)
+    with pytest.raises(SystemExit, match=r"needs the zstd program \(sudo apt-get install zstd\)"):
+        freeze.make_archive()
+
+
 def _app_env(**extra) -> dict:
     """The frozen app's own model bundle (not $FUSIONDESK_MODELS), no display unless given one."""
     env = {k: v for k, v in os.environ.items() if k not in ("FUSIONDESK_MODELS", "DISPLAY", "WAYLAND_DISPLAY",
