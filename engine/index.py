@@ -417,7 +417,7 @@ class FolderIndex:
 
     def matrix(self) -> tuple[np.ndarray, list[str], np.ndarray]:
         """(vectors [N, D] float32, relative paths, modalities) of every item with a vector; loaded once, and
-        again after another connection (a batch run indexing as it goes) has committed."""
+        again after the index changed (an update here, or a batch run indexing as it goes in another connection)."""
         return self._loaded()[:3]
 
     def _loaded(self) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray]:
