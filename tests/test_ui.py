@@ -103,10 +103,12 @@ def test_fake_camera_labels_update(page):
 
 def test_fake_microphone_transcript_appears(page):
     page.locator("button.record-button").first.click()
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     heard = page.locator("#live-heard")
     try:
         heard.get_by_text(re.compile("invoice to the accounting", re.I)).wait_for(timeout=TIMEOUT_MS)
-    except Exception as exc:  # say what was heard instead (it failed once under a loaded full-suite run)
+    except PlaywrightTimeout as exc:  # say what was heard instead (it timed out once under a loaded full-suite run)
         raise AssertionError(f"the phrase never showed; the Live tab heard: {heard.inner_text()!r}") from exc
 
 
